@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Run the test suite in the project's venv (created on first use). Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash dev/setup_venv.sh
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 WANDB_MODE=disabled
+exec .venv/bin/python -m pytest "$@"

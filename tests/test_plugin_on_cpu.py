@@ -1,0 +1,112 @@
+"""The verl plugin: discovered by `import verl`, idempotent, loud on failure, light to import."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from rlsf_verl import plugin
+
+
+def run_python(code: str, tmp_path, extra_modules: str = "") -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    env[plugin.EXTRA_MODULES_ENV] = extra_modules
+    env.pop(plugin.LOG_LEVEL_ENV, None)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_import_verl_alone_registers_the_plugin_and_logs_one_line(tmp_path):
+    (tmp_path / "user_rewards.py").write_text(
+        "from rlsf_verl.rewards import register_reward_function\n"
+        "@register_reward_function('user_constant')\n"
+        "def constant(**kwargs):\n    return 1.0\n"
+    )
+    result = run_python(
+        """
+        import json, sys
+        import verl
+        plugin = sys.modules["rlsf_verl.plugin"]
+        print(json.dumps({"registered": plugin.register() is plugin.register(),
+                          "functions": plugin.register().reward_functions}))
+        """,
+        tmp_path,
+        extra_modules="user_rewards",
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report == {"registered": True, "functions": ["user_constant"]}
+    lines = [line for line in result.stderr.splitlines() if line.startswith("[rlsf-verl]")]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("[rlsf-verl] INFO rlsf-verl registered with verl 0.9.1")
+    assert "extra modules user_rewards" in lines[0]
+
+
+def test_broken_registration_is_reported_not_swallowed(tmp_path):
+    (tmp_path / "broken_signals.py").write_text("raise RuntimeError('deliberately broken registration')\n")
+    result = run_python(
+        """
+        import sys
+        import verl  # verl swallows plugin errors at DEBUG level; ours must still be visible
+        print("plugin loaded:", "rlsf_verl.plugin" in sys.modules and sys.modules["rlsf_verl.plugin"]._registration is not None)
+        """,
+        tmp_path,
+        extra_modules="broken_signals",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "plugin loaded: False" in result.stdout
+    assert "[rlsf-verl] ERROR registration with verl failed" in result.stderr
+    assert "broken_signals" in result.stderr
+    assert "RuntimeError: deliberately broken registration" in result.stderr
+
+
+def test_importing_the_core_stays_light(tmp_path):
+    result = run_python(
+        """
+        import sys
+        import rlsf_verl, rlsf_verl.signals, rlsf_verl.answers, rlsf_verl.compat, rlsf_verl.naming
+        heavy = sorted(m for m in ("verl", "ray", "transformers", "trl", "datasets") if m in sys.modules)
+        print(",".join(heavy) or "none")
+        """,
+        tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "none"
+
+
+def test_register_is_idempotent():
+    first = plugin.register()
+    assert plugin.register() is first
+
+
+def test_extra_modules_env_is_split_on_commas(monkeypatch):
+    monkeypatch.setenv(plugin.EXTRA_MODULES_ENV, " a.b , ,c ")
+    assert plugin.extra_modules() == ("a.b", "c")
+
+
+def test_config_overlays_are_the_yaml_files_of_the_config_package(monkeypatch, tmp_path):
+    for name in ("rlif_grpo.yaml", "rlsf_ppo.yaml", "README.md"):
+        (tmp_path / name).write_text("")
+    monkeypatch.setattr(plugin.resources, "files", lambda package: tmp_path)
+    assert plugin.config_overlays() == ("rlif_grpo", "rlsf_ppo")
+
+
+def test_registration_description_counts_each_kind():
+    registration = plugin.Registration(("m",), ("f", "g"), (), ("o",), ())
+    assert "1 reward managers, 2 reward functions, 0 engines, 1 config overlays" in registration.describe()
+
+
+@pytest.mark.parametrize("name", ["entropy", "self_certainty"])
+def test_unknown_reward_function_suggests_the_closest(name):
+    from rlsf_verl.rewards import REWARD_FUNCTIONS, get_reward_function, register_reward_function
+
+    try:
+        register_reward_function(name)(lambda **kwargs: 0.0)
+        with pytest.raises(ValueError, match=f"did you mean '{name}'"):
+            get_reward_function(name + "x")
+    finally:
+        REWARD_FUNCTIONS.pop(name, None)
