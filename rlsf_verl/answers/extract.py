@@ -1,0 +1,309 @@
+r"""Find the final answer in a generated text: its normalised value and where it is written.
+
+Math answers (``kind="math"``), first rule that finds one wins:
+
+1. ``gsm8k``: the last ``#### N`` line;
+2. ``boxed``: the last balanced ``\boxed{...}`` (or ``\fbox{...}``), nested braces allowed;
+3. ``answer_is``: the last "answer is ..." / "answer: ..." / "final answer ..." cue followed by a
+   ``$...$`` formula or a number on its line (after the sentence's last "=", if any);
+4. ``last_number``: the last number in the text.
+
+Spans: ``text[start:end]`` is the answer as written. For numbers it covers everything the value
+was read from, currency and percent signs included ("#### $1,200" -> "$1,200", value "1200");
+for ``\boxed{}`` and ``$...$`` it covers the content, trimmed of surrounding spaces.
+
+Choice answers (``kind="choice"``), each tier beats the next and within a tier the last one wins:
+
+1. ``boxed``: ``\boxed{B}``, ``\boxed{\text{(B) bank}}``;
+2. ``answer_is``: "the answer is (B)", "Answer: c", "the correct option is B";
+3. ``choice``: a line holding only a letter ("B", "**(B)**");
+4. ``choice``: "option B", "(B)", "B)", "B." — except labels of a listing of the options.
+
+The span covers the letter only. A bare "A"/"I" or a bare lowercase letter after a cue counts
+only when punctuation or the line end follows it, so "The answer is a bank" names no option.
+
+>>> extract_answer("She has 3 + 4 = 7 apples.\n#### 7")
+Answer(value='7', start=31, end=32, source='gsm8k')
+>>> extract_answer(r"So $x = \boxed{\frac{1}{2}}$.").value
+'\\frac{1}{2}'
+>>> extract_answer("A person would go there. The answer is (c).", kind="choice")
+Answer(value='C', start=40, end=41, source='answer_is')
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from dataclasses import dataclass
+
+from rlsf_verl.answers.normalize import find_numbers, normalize_expression, normalize_number
+
+KINDS = ("math", "choice")
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The final answer of a text: normalised ``value``, ``text[start:end]`` as written, and the
+    rule that found it (``source``: gsm8k, boxed, answer_is, choice or last_number)."""
+
+    value: str
+    start: int
+    end: int
+    source: str
+
+
+def check_kind(kind: str) -> None:
+    """Raise ValueError unless ``kind`` is one of :data:`KINDS`."""
+    if kind not in KINDS:
+        raise ValueError(f"kind={kind!r} is not supported; use one of {KINDS}")
+
+
+def _check_choices(choices: str) -> frozenset[str]:
+    if not isinstance(choices, str) or not re.fullmatch(r"[A-Za-z]+", choices):
+        raise ValueError(
+            f"choices={choices!r} must be a non-empty string of option letters such as 'ABCDE' "
+            "(map numeric keys like ARC's '1'-'4' to letters first)"
+        )
+    return frozenset(choices.upper())
+
+
+def extract_answer(text: str, kind: str = "math", choices: str = "ABCDE") -> Answer | None:
+    """The final answer of ``text`` by the rules above, or None when it states none.
+
+    ``choices`` (letters, any case) limits which letters count for ``kind="choice"``.
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a str, got {type(text).__name__}")
+    check_kind(kind)
+    if kind == "choice":
+        return _extract_choice(text, _check_choices(choices))
+    return _gsm8k(text) or _boxed_math(text) or _answer_is_math(text) or _last_number(text)
+
+
+def parse_gsm8k_gold(solution: str) -> str:
+    """The normalised number after the last ``####`` of a GSM8K reference solution.
+
+    >>> parse_gsm8k_gold("She earns 2 * 6 = <<2*6=12>>12 dollars.\\n#### 1,200")
+    '1200'
+    """
+    marker = solution.rfind("####")
+    if marker < 0:
+        raise ValueError("solution has no '####' line; GSM8K references end with '#### <number>'")
+    rest = solution[marker + 4 :].strip()
+    first_line = rest.splitlines()[0] if rest else ""
+    value = normalize_number(first_line)
+    if value is None:
+        raise ValueError(f"the text after '####' is not a number: {first_line!r}")
+    return value
+
+
+# ---------------------------------------------------------------------------------------------
+# shared helpers
+
+
+def _line_end(text: str, pos: int) -> int:
+    end = text.find("\n", pos)
+    return len(text) if end < 0 else end
+
+
+def _trimmed(text: str, start: int, end: int) -> tuple[int, int]:
+    while start < end and text[start].isspace():
+        start += 1
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    return start, end
+
+
+def _boxed_contents(text: str) -> list[tuple[int, int]]:
+    r"""Spans of the contents of every balanced ``\boxed{...}`` (or ``\fbox{...}``), by start;
+    unclosed ones (output cut off by the length limit) are left out. One pass, so a degenerate
+    output repeating "\boxed{" stays linear."""
+    content_starts = {m.end() - 1: m.end() for m in re.finditer(r"\\(?:boxed|fbox)\s*\{", text)}
+    open_groups: list[int | None] = []  # content start of a boxed group, None for other groups
+    spans, pos = [], 0
+    while pos < len(text):
+        char = text[pos]
+        if char == "\\":
+            pos += 2  # an escaped brace "\{" opens no group
+            continue
+        if char == "{":
+            open_groups.append(content_starts.get(pos))
+        elif char == "}" and open_groups:
+            start = open_groups.pop()
+            if start is not None:
+                spans.append((start, pos))
+        pos += 1
+    return sorted(spans)
+
+
+# ---------------------------------------------------------------------------------------------
+# math rules
+
+_ANSWER_CUE_RE = re.compile(
+    r"\b(?:final\s+answer|answer)\s*(?:is|would\s+be|should\s+be|will\s+be|:|=)", re.IGNORECASE
+)
+_CUE_FILLER_RE = re.compile(r"[\s*_:]*")
+_SENTENCE_END_RE = re.compile(r"[.!?](?:\s|$)")
+_OPEN_MATH_RE = re.compile(r"\$\$|\$|\\\(|\\\[")
+_CLOSE_MATH = {"$$": "$$", "$": "$", "\\(": "\\)", "\\[": "\\]"}
+
+
+def _first_number(text: str, start: int, end: int, source: str) -> Answer | None:
+    for value, num_start, num_end in find_numbers(text, start, end):
+        return Answer(value, num_start, num_end, source)
+    return None
+
+
+def _gsm8k(text: str) -> Answer | None:
+    for marker in reversed(list(re.finditer("####", text))):
+        answer = _first_number(text, marker.end(), _line_end(text, marker.end()), "gsm8k")
+        if answer:
+            return answer
+    return None
+
+
+def _boxed_math(text: str) -> Answer | None:
+    for start, end in reversed(_boxed_contents(text)):
+        value = normalize_expression(text[start:end])
+        if value:
+            return Answer(value, *_trimmed(text, start, end), "boxed")
+    return None
+
+
+def _is_bare_answer(line: str) -> bool:
+    stripped = line.strip().strip("*_").strip()
+    return normalize_number(stripped) is not None or _OPEN_MATH_RE.match(stripped) is not None
+
+
+def _looks_like_math(content: str) -> bool:
+    return normalize_number(content) is not None or any(char in content for char in "\\^{_")
+
+
+def _formula_after(text: str, pos: int, line_end: int) -> Answer | None:
+    """A ``$...$``-style formula opening at ``pos``; display math may span lines."""
+    opening = _OPEN_MATH_RE.match(text, pos)
+    if opening is None:
+        return None
+    closing = _CLOSE_MATH[opening.group()]
+    search_end = len(text) if closing in ("$$", "\\]") else line_end
+    close = text.find(closing, opening.end(), search_end)
+    if close < 0 or not _looks_like_math(text[opening.end() : close]):
+        return None
+    value = normalize_expression(text[opening.end() : close])
+    return Answer(value, *_trimmed(text, opening.end(), close), "answer_is") if value else None
+
+
+def _answer_is_math(text: str) -> Answer | None:
+    for cue in reversed(list(_ANSWER_CUE_RE.finditer(text))):
+        pos = _CUE_FILLER_RE.match(text, cue.end()).end()
+        line_end = _line_end(text, pos)
+        # Chatty outputs put the answer on a line of its own ("The final answer is:\n\n**42**"),
+        # but "To find the answer:\n1. Tom has 12 marbles" is followed by working, not an answer.
+        if "\n" in text[cue.end() : pos] and not _is_bare_answer(text[pos:line_end]):
+            continue
+        answer = _formula_after(text, pos, line_end)
+        if answer is None:
+            # "the answer is 12 + 24 = 36." states its result after the last "=" of the sentence.
+            sentence_end = _SENTENCE_END_RE.search(text, pos, line_end)
+            equals = text.rfind("=", pos, sentence_end.start() if sentence_end else line_end)
+            answer = _first_number(text, max(pos, equals + 1), line_end, "answer_is")
+        if answer:
+            return answer
+    return None
+
+
+def _last_number(text: str) -> Answer | None:
+    numbers = list(find_numbers(text))
+    if not numbers:
+        return None
+    value, start, end = numbers[-1]
+    return Answer(value, start, end, "last_number")
+
+
+# ---------------------------------------------------------------------------------------------
+# choice rules
+
+_BOXED_LETTER_RE = re.compile(r"[\s(]*(?:\\[A-Za-z]+\s*\{[\s(]*)?(?P<letter>[A-Za-z])(?![A-Za-z])")
+_CHOICE_CUE_RE = re.compile(
+    r"\b(?:answer|option|choice)\s*(?:is|would\s+be|should\s+be|will\s+be|:|=)[ \t*_:]*"
+    r"(?:(?:option|choice)\s+)?(?P<open>\(?)[ \t]*(?P<letter>[A-Za-z])\b",
+    re.IGNORECASE,
+)
+_LONE_LETTER_RE = re.compile(r"^[ \t>#*_]*\(?(?P<letter>[A-Za-z])\)?[.):]?[*_]*[ \t]*$", re.MULTILINE)
+_OPTION_WORD_RE = re.compile(r"\b(?:option|choice)\s+(?P<open>\(?)(?P<letter>[A-Za-z])\b", re.IGNORECASE)
+_PAREN_LETTER_RE = re.compile(r"(?<![A-Za-z0-9])\((?P<letter>[A-Za-z])\)")
+_LABEL_RE = re.compile(r"(?<![\w(.])(?P<letter>[A-Z])[.)](?=\s|$)")
+_DELIMITED_RE = re.compile(r"[*_]*(?:\s*\)|[.,;:!?]|[ \t]*$)", re.MULTILINE)
+
+
+def _letter_counts(text: str, match: re.Match[str], choices: frozenset[str]) -> bool:
+    """Whether a letter right after a cue word names an option rather than starting prose."""
+    letter = match["letter"]
+    if letter.upper() not in choices:
+        return False
+    if match["open"] or _DELIMITED_RE.match(text, match.end()):
+        return True
+    # "The answer is C because ..." names C; "The answer is a bank" and "Answer: A person ..." do not.
+    return letter.isupper() and letter not in "AI"
+
+
+def _listing_labels(text: str, labels: list[re.Match[str]]) -> set[int]:
+    """Offsets of the labels that restate the options instead of answering: a line starting with
+    a label next to a line starting with another one ("A. bank" / "B. library"), or a run of three
+    or more successive letters on one line ("(A) bank (B) library (C) school")."""
+    line_starts = [0] + [i + 1 for i, char in enumerate(text) if char == "\n"]
+    by_line: dict[int, list[re.Match[str]]] = {}
+    for match in sorted(labels, key=lambda m: m.start("letter")):
+        by_line.setdefault(bisect.bisect_right(line_starts, match.start()) - 1, []).append(match)
+
+    def leading(line: int) -> re.Match[str] | None:
+        matches = by_line.get(line)
+        if matches and re.fullmatch(r"[ \t>*_-]*", text[line_starts[line] : matches[0].start()]):
+            return matches[0]
+        return None
+
+    lines = text.split("\n")
+    nonempty = [i for i, line in enumerate(lines) if line.strip()]
+    listing = set()
+    for k, line in enumerate(nonempty):
+        label = leading(line)
+        neighbours = [leading(nonempty[j]) for j in (k - 1, k + 1) if 0 <= j < len(nonempty)]
+        if label and any(n and n["letter"].upper() != label["letter"].upper() for n in neighbours):
+            listing.add(label.start("letter"))
+    for matches in by_line.values():
+        runs = [[matches[0]]]
+        for match in matches[1:]:
+            if ord(match["letter"].upper()) == ord(runs[-1][-1]["letter"].upper()) + 1:
+                runs[-1].append(match)
+            else:
+                runs.append([match])
+        listing.update(m.start("letter") for run in runs if len(run) >= 3 for m in run)
+    return listing
+
+
+def _extract_choice(text: str, choices: frozenset[str]) -> Answer | None:
+    for start, end in reversed(_boxed_contents(text)):
+        match = _BOXED_LETTER_RE.match(text, start, end)
+        if match and match["letter"].upper() in choices:
+            return Answer(match["letter"].upper(), match.start("letter"), match.end("letter"), "boxed")
+
+    cues = [m for m in _CHOICE_CUE_RE.finditer(text) if _letter_counts(text, m, choices)]
+    if cues:
+        return _letter_answer(cues[-1], "answer_is")
+
+    lone = [m for m in _LONE_LETTER_RE.finditer(text) if m["letter"].upper() in choices]
+    if lone:
+        return _letter_answer(lone[-1], "choice")
+
+    labels = [m for m in _PAREN_LETTER_RE.finditer(text) if m["letter"].upper() in choices]
+    labels += [m for m in _LABEL_RE.finditer(text) if m["letter"] in choices]
+    listing = _listing_labels(text, labels)
+    candidates = [m for m in labels if m.start("letter") not in listing]
+    candidates += [m for m in _OPTION_WORD_RE.finditer(text) if _letter_counts(text, m, choices)]
+    if not candidates:
+        return None
+    return _letter_answer(max(candidates, key=lambda m: m.start("letter")), "choice")
+
+
+def _letter_answer(match: re.Match[str], source: str) -> Answer:
+    return Answer(match["letter"].upper(), match.start("letter"), match.end("letter"), source)
