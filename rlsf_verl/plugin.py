@@ -87,7 +87,9 @@ def _collect(extra: tuple[str, ...]) -> Registration:
     # registers an engine has imported it already, so an absent package means none of ours.
     engine_classes = compat.registered_engine_classes() if "verl.workers.engine.base" in sys.modules else []
     engines = tuple(
-        sorted({f"{cls.__module__}.{cls.__qualname__}" for cls in engine_classes if cls.__module__.startswith("rlsf_verl")})
+        sorted(
+            {f"{cls.__module__}.{cls.__qualname__}" for cls in engine_classes if cls.__module__.startswith("rlsf_verl")}
+        )
     )
     return Registration(
         reward_managers=ours,

@@ -16,7 +16,12 @@ def run_python(code: str, tmp_path, extra_modules: str = "") -> subprocess.Compl
     env[plugin.EXTRA_MODULES_ENV] = extra_modules
     env.pop(plugin.LOG_LEVEL_ENV, None)
     return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300
+        [sys.executable, "-c", textwrap.dedent(code)],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 
@@ -52,7 +57,8 @@ def test_broken_registration_is_reported_not_swallowed(tmp_path):
         """
         import sys
         import verl  # verl swallows plugin errors at DEBUG level; ours must still be visible
-        print("plugin loaded:", "rlsf_verl.plugin" in sys.modules and sys.modules["rlsf_verl.plugin"]._registration is not None)
+        plugin = sys.modules.get("rlsf_verl.plugin")
+        print("plugin loaded:", plugin is not None and plugin._registration is not None)
         """,
         tmp_path,
         extra_modules="broken_signals",

@@ -28,7 +28,9 @@ def register_reward_function(name: str) -> Callable[[RewardFunction], RewardFunc
     def decorator(fn: RewardFunction) -> RewardFunction:
         existing = REWARD_FUNCTIONS.get(name)
         if existing is not None and existing is not fn:
-            raise ValueError(f"reward function {name!r} is already registered as {existing.__module__}.{existing.__name__}")
+            raise ValueError(
+                f"reward function {name!r} is already registered as {existing.__module__}.{existing.__name__}"
+            )
         REWARD_FUNCTIONS[name] = fn
         return fn
 
