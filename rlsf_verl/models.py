@@ -131,13 +131,22 @@ def materialize_default_model() -> Path:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     gguf = default_gguf_path()
-    target = cache_dir() / "models" / "SmolLM2-135M-Instruct"
+    # ".r1": bump when the conversion changes, so stale caches are not reused.
+    target = cache_dir() / "models" / "SmolLM2-135M-Instruct.r1"
     if (target / "config.json").exists():
         return target
 
     def build(tmp: Path) -> None:
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
         model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        # The GGUF metadata gives the tokenizer <|im_start|> as EOS while the model ends its turns
+        # with <|im_end|> (generation_config.eos_token_id); trainers append the tokenizer's EOS to
+        # every response, so it must be the one the model emits.
+        tokenizer.eos_token = tokenizer.convert_ids_to_tokens(model.generation_config.eos_token_id)
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        model.config.pad_token_id = tokenizer.pad_token_id
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
         tokenizer.save_pretrained(tmp)
         model.save_pretrained(tmp)
 
