@@ -1,0 +1,198 @@
+"""The RLSF DPO route: TRL's ``DPOTrainer`` on the confidence preference pairs.
+
+The policy is trained directly on the pairs (no reward model). With LoRA (the default), the
+reference model is the base with the adapter disabled, so no second copy is held in memory; the
+LoRA is merged before saving, and the output is a plain transformers causal-LM directory.
+
+Data format: TRL's standard (non-conversational) preference format from
+:func:`~rlsf_verl.rlsf.preferences.pairs_to_dataset`. ``prompt`` is already the rendered chat
+text, and TRL appends the EOS token to ``chosen`` and ``rejected``, so the policy learns to end
+its turn where generation stops.
+
+>>> from rlsf_verl.rlsf.dpo import DPOTrainingConfig, train_dpo
+>>> result = train_dpo(pairs, "smollm2", "runs/dpo", DPOTrainingConfig(max_steps=10))  # doctest: +SKIP
+>>> result.n_train  # doctest: +SKIP
+24
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rlsf_verl.io import atomic_dir, atomic_write_json
+from rlsf_verl.models import resolve_model_path
+from rlsf_verl.rlsf.preferences import PreferencePair, pairs_to_dataset, prompt_for_tokenizer
+
+CONFIG_FILE = "rlsf_dpo.json"
+
+
+@dataclass
+class DPOTrainingConfig:
+    """Settings of :func:`train_dpo` (named apart from ``trl.DPOConfig``); validated at construction."""
+
+    beta: float = 0.2  # paper
+    learning_rate: float = 1e-6  # paper
+    num_train_epochs: float = 1.0
+    max_steps: int = -1  # > 0 overrides num_train_epochs
+    per_device_train_batch_size: int = 4
+    # prompt + response longer than this (in tokens) is truncated at the end (TRL "keep_start");
+    # pairs whose prompt alone fills it are dropped by TRL.
+    max_length: int = 512
+    use_lora: bool = True  # False: full fine-tuning, with a frozen copy of the base as reference
+    lora_r: int = 8
+    lora_alpha: int = 16
+    # None: peft's default modules for the architecture (q_proj and v_proj for Llama/Qwen/Gemma).
+    lora_target_modules: list[str] | None = None
+    seed: int = 0
+    bf16: bool = False  # True on GPUs with bf16; CPU runs float32
+    gradient_checkpointing: bool = False  # True saves memory on large models at ~20% more time
+
+    def __post_init__(self) -> None:
+        positive = {
+            "beta": self.beta,
+            "learning_rate": self.learning_rate,
+            "num_train_epochs": self.num_train_epochs,
+            "per_device_train_batch_size": self.per_device_train_batch_size,
+            "max_length": self.max_length,
+            "lora_r": self.lora_r,
+            "lora_alpha": self.lora_alpha,
+        }
+        for name, value in positive.items():
+            if not value > 0:
+                raise ValueError(f"DPOTrainingConfig.{name}: must be > 0, got {value!r}")
+        if self.max_steps == 0 or self.max_steps < -1:
+            raise ValueError(f"DPOTrainingConfig.max_steps: -1 (use num_train_epochs) or > 0, got {self.max_steps}")
+
+
+@dataclass
+class DPOResult:
+    """Where the DPO-trained policy was written and how training went."""
+
+    path: Path
+    n_train: int  # pairs trained on
+    train_loss: float  # mean over the run; log 2 = 0.693 means no preference learnt yet
+    n_steps: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "path": str(self.path)}
+
+
+def _check_eos(tokenizer: Any, model: Any) -> None:
+    """TRL appends ``tokenizer.eos_token`` to every response: it must be a token that ends generation."""
+    declared = model.generation_config.eos_token_id
+    if declared is None:
+        declared = model.config.eos_token_id
+    if declared is None:
+        return
+    ids = sorted({declared} if isinstance(declared, int) else set(declared))
+    if tokenizer.eos_token_id not in ids:
+        names = tokenizer.convert_ids_to_tokens(ids)
+        raise ValueError(
+            f"tokenizer.eos_token: {tokenizer.eos_token!r} (id {tokenizer.eos_token_id}) does not end "
+            f"generation for this model (its eos_token_id is {ids} = {names}); DPO appends the tokenizer's "
+            f"EOS to every response, so the policy would learn to end its turn with the wrong token. "
+            f"Set tokenizer.eos_token = {names[0]!r} and save the tokenizer next to the model."
+        )
+
+
+@contextlib.contextmanager
+def _no_dataset_progress_bars():
+    """TRL maps the pair dataset three times (EOS, tokenize, filter); on a few pairs the bars are noise."""
+    from datasets.utils.tqdm import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+
+    was_disabled = are_progress_bars_disabled()
+    disable_progress_bars()
+    try:
+        yield
+    finally:
+        if not was_disabled:
+            enable_progress_bars()
+
+
+def train_dpo(
+    pairs: Sequence[PreferencePair],
+    base_model: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    config: DPOTrainingConfig | None = None,
+) -> DPOResult:
+    """DPO-train ``base_model`` on ``pairs`` and save the merged causal LM + tokenizer to ``out_dir``.
+
+    ``out_dir`` appears complete or not at all (an existing one is replaced once the new one is
+    complete) and also holds ``rlsf_dpo.json`` (base model, config, result).
+    """
+    import torch
+    from peft import LoraConfig
+    from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
+    from trl import DPOConfig, DPOTrainer
+
+    config = config or DPOTrainingConfig()
+    if not pairs:
+        raise ValueError("pairs: empty; see PairStats.explain() for why no pairs were made")
+    path = resolve_model_path(base_model)
+    set_seed(config.seed)  # the LoRA init draws from the global generator
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    _check_eos(tokenizer, model)
+    # TRL tokenizes the prompt with the tokenizer's own special tokens: avoid a second BOS.
+    dataset = pairs_to_dataset(
+        [dataclasses.replace(pair, prompt=prompt_for_tokenizer(pair.prompt, tokenizer)) for pair in pairs]
+    )
+    lora = None
+    if config.use_lora:
+        lora = LoraConfig(
+            task_type="CAUSAL_LM",
+            r=config.lora_r,
+            lora_alpha=config.lora_alpha,
+            target_modules=config.lora_target_modules,
+        )
+
+    with tempfile.TemporaryDirectory(prefix=".rlsf-dpo-") as scratch:
+        args = DPOConfig(
+            output_dir=scratch,  # save_strategy="no": nothing is kept there
+            beta=config.beta,
+            learning_rate=config.learning_rate,
+            num_train_epochs=config.num_train_epochs,
+            max_steps=config.max_steps,
+            per_device_train_batch_size=config.per_device_train_batch_size,
+            max_length=config.max_length,
+            seed=config.seed,
+            bf16=config.bf16,
+            gradient_checkpointing=config.gradient_checkpointing,
+            report_to="none",
+            save_strategy="no",
+            dataloader_num_workers=0,
+            dataloader_pin_memory=torch.cuda.is_available(),
+        )
+        with _no_dataset_progress_bars():
+            trainer = DPOTrainer(
+                model=model, args=args, train_dataset=dataset, processing_class=tokenizer, peft_config=lora
+            )
+        n_train = len(trainer.train_dataset)
+        output = trainer.train()
+    if not math.isfinite(output.training_loss):
+        raise FloatingPointError(
+            f"DPO training diverged (loss {output.training_loss}); lower DPOTrainingConfig.learning_rate"
+        )
+    policy = trainer.accelerator.unwrap_model(trainer.model)
+    if config.use_lora:
+        policy = policy.merge_and_unload()
+    result = DPOResult(path=Path(out_dir), n_train=n_train, train_loss=output.training_loss, n_steps=output.global_step)
+
+    def build(tmp: Path) -> None:
+        policy.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        record = {"base_model": str(base_model), "config": dataclasses.asdict(config)}
+        atomic_write_json(tmp / CONFIG_FILE, {**record, "result": result.to_dict()})
+
+    atomic_dir(out_dir, build)
+    return result

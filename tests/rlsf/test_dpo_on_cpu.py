@@ -1,0 +1,121 @@
+import json
+import math
+import shutil
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from rlsf_verl.models import build_tiny_model
+from rlsf_verl.rlsf.dpo import CONFIG_FILE, DPOTrainingConfig, train_dpo
+from rlsf_verl.rlsf.preferences import PreferencePair
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    # A tiny model gains nothing from threads, and on a shared 2-core runner they oversubscribe.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model", seed=0)
+
+
+def pairs(n_prompts=6):
+    return [
+        PreferencePair(
+            f"<|im_start|>user\nhow many apples {i}?<|im_end|>\n<|im_start|>assistant\n",
+            f"{i} + 1 = {i + 1}. So the answer is {i + 1}.",
+            "so the answer is no",
+            1.5,
+            0.95,
+            0.55,
+            i,
+            0,
+            1,
+        )
+        for i in range(n_prompts)
+    ]
+
+
+# A rate far above the paper's 1e-6 so that two steps visibly move the tiny model's weights.
+FAST = DPOTrainingConfig(learning_rate=1e-2, max_steps=2, per_device_train_batch_size=3)
+
+
+@pytest.fixture(scope="module")
+def lora_run(base, tmp_path_factory):
+    out = tmp_path_factory.mktemp("dpo") / "policy"
+    return train_dpo(pairs(), base, out, FAST), out
+
+
+def test_config_defaults_are_the_papers_beta_and_learning_rate_with_lora_r8():
+    config = DPOTrainingConfig()
+    assert (config.beta, config.learning_rate, config.use_lora, config.lora_r) == (0.2, 1e-6, True, 8)
+
+
+@pytest.mark.parametrize("field, value", [("beta", 0.0), ("learning_rate", -1e-6), ("max_steps", -2)])
+def test_config_rejects_bad_values_naming_the_field(field, value):
+    with pytest.raises(ValueError, match=f"DPOTrainingConfig.{field}"):
+        DPOTrainingConfig(**{field: value})
+
+
+def test_dpo_trains_the_requested_steps_on_all_pairs(lora_run):
+    result, _ = lora_run
+    assert (result.n_train, result.n_steps) == (6, 2)
+    # The first step starts at log 2 (policy == reference); two steps cannot be far from it.
+    assert math.isfinite(result.train_loss) and abs(result.train_loss - math.log(2)) < 0.5
+
+
+def test_saved_policy_is_a_plain_causal_lm_with_its_tokenizer(lora_run):
+    _, out = lora_run
+    model = AutoModelForCausalLM.from_pretrained(out)
+    assert model.config.architectures == ["LlamaForCausalLM"]
+    assert AutoTokenizer.from_pretrained(out).pad_token == "<|pad|>"
+    assert not any("adapter" in path.name for path in out.iterdir())
+
+
+def test_lora_updates_are_merged_into_the_saved_weights(lora_run, base):
+    _, out = lora_run
+    trained = AutoModelForCausalLM.from_pretrained(out).state_dict()
+    original = AutoModelForCausalLM.from_pretrained(base).state_dict()
+    changed = {name for name in original if not torch.equal(trained[name], original[name])}
+    assert changed  # the policy moved
+    assert all(name.endswith(("q_proj.weight", "v_proj.weight")) for name in changed)  # only LoRA targets
+
+
+def test_run_record_holds_base_config_and_result(lora_run, base):
+    result, out = lora_run
+    record = json.loads((out / CONFIG_FILE).read_text())
+    assert record["base_model"] == str(base)
+    assert record["config"]["beta"] == 0.2 and record["config"]["learning_rate"] == 1e-2
+    assert record["result"] == result.to_dict()
+
+
+def test_full_fine_tuning_without_lora_also_moves_other_weights(base, tmp_path):
+    config = DPOTrainingConfig(learning_rate=1e-2, max_steps=1, per_device_train_batch_size=3, use_lora=False)
+    train_dpo(pairs(3), base, tmp_path / "policy", config)
+    trained = AutoModelForCausalLM.from_pretrained(tmp_path / "policy")
+    original = AutoModelForCausalLM.from_pretrained(base)
+    assert not torch.equal(trained.model.layers[0].mlp.up_proj.weight, original.model.layers[0].mlp.up_proj.weight)
+
+
+def test_a_tokenizer_eos_that_does_not_end_generation_is_rejected(base, tmp_path):
+    # TRL appends tokenizer.eos_token to every response; a wrong one would teach a wrong turn end.
+    copy = tmp_path / "base"
+    shutil.copytree(base, copy)
+    tokenizer = AutoTokenizer.from_pretrained(copy)
+    tokenizer.eos_token = "<|im_start|>"
+    tokenizer.save_pretrained(copy)
+    with pytest.raises(
+        ValueError, match=r"tokenizer.eos_token: '<\|im_start\|>' .* Set tokenizer.eos_token = '<\|im_end\|>'"
+    ):
+        train_dpo(pairs(2), copy, tmp_path / "policy", FAST)
+
+
+def test_no_pairs_is_an_error_that_points_to_the_pair_stats(base, tmp_path):
+    with pytest.raises(ValueError, match="PairStats.explain"):
+        train_dpo([], base, tmp_path / "policy")
