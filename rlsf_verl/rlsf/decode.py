@@ -1,0 +1,386 @@
+"""CoT decoding: for each prompt, the k most likely first tokens, each continued greedily.
+
+Every generated token keeps the margin p(top1) - p(top2) of the distribution it was chosen from,
+taken during generation (no second forward pass): the confidence stage averages it over the
+answer span. The Hugging Face decoder batches prompts x branches with left padding and the KV
+cache; the vLLM decoder does the same through ``LLM.generate``.
+
+>>> from rlsf_verl.models import build_tiny_model, load_causal_lm
+>>> model, tokenizer = load_causal_lm(build_tiny_model("/tmp/rlsf-tiny-doc"))   # doctest: +SKIP
+>>> decoder = HFCoTDecoder(model, tokenizer, DecodeConfig(k=3, max_new_tokens=16))  # doctest: +SKIP
+>>> traces = decoder.decode(["How many apples are left?"])                      # doctest: +SKIP
+>>> [(t.branch, len(t.token_ids) == len(t.margins)) for t in traces]             # doctest: +SKIP
+[(0, True), (1, True), (2, True)]
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+GPU_EXTRA_HINT = "pip install 'rlsf-verl[gpu]'"
+
+
+@dataclass
+class DecodeConfig:
+    """Settings of CoT decoding and of the answer-cue step that scores its traces."""
+
+    k: int = 5  # first tokens per prompt (top-k of the first step); the paper uses 5, up to 10
+    max_new_tokens: int = 96  # token budget per branch, first token and EOS included
+    batch_size: int = 64  # branch sequences per generation batch; tune it, wider is not faster on CPU
+    use_chat_template: bool = True  # wrap each prompt as a user turn when the tokenizer has a template
+    answer_cue: str = "So the answer is"  # appended after a trace to make the model state its answer
+    answer_max_tokens: int = 20  # greedy tokens generated after the cue
+    progress: bool = True  # tqdm progress bar
+
+    def __post_init__(self) -> None:
+        for name in ("k", "max_new_tokens", "batch_size", "answer_max_tokens"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"DecodeConfig.{name} must be a positive integer, got {value!r}")
+        for name in ("use_chat_template", "progress"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"DecodeConfig.{name} must be true or false, got {getattr(self, name)!r}")
+        if not isinstance(self.answer_cue, str) or not self.answer_cue.strip():
+            raise ValueError(
+                f"DecodeConfig.answer_cue must be a non-empty string such as 'So the answer is', "
+                f"got {self.answer_cue!r}"
+            )
+
+
+@dataclass
+class Trace:
+    """One CoT branch: a prompt continued from one of its top-k first tokens.
+
+    ``token_ids`` holds the generated tokens, first token included, EOS and anything after it
+    excluded; ``margins[t]`` is p(top1) - p(top2) of the distribution ``token_ids[t]`` was chosen
+    from. ``finished`` is False when the token budget ran out before EOS.
+    """
+
+    prompt_index: int
+    branch: int  # rank of the first token among the top-k (0 = the greedy one)
+    first_token_id: int
+    prompt: str  # the text sent to the model, chat template applied
+    text: str  # the continuation, special tokens skipped
+    token_ids: list[int]
+    margins: list[float]
+    finished: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dict (one JSONL row)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, row: dict[str, Any]):
+        """Inverse of :meth:`to_dict`; missing or unknown keys raise ValueError."""
+        names = {f.name for f in fields(cls)}
+        missing, unknown = names - row.keys(), row.keys() - names
+        if missing or unknown:
+            raise ValueError(
+                f"{cls.__name__}.from_dict: missing keys {sorted(missing)}, unknown keys {sorted(unknown)}; "
+                f"was the row written by {cls.__name__}.to_dict?"
+            )
+        return cls(**row)
+
+
+def render_prompt_text(tokenizer, prompt: str, use_chat_template: bool) -> str:
+    """The text the model sees: ``prompt`` as a user turn of the chat template, or as is."""
+    if use_chat_template and getattr(tokenizer, "chat_template", None):
+        return tokenizer.apply_chat_template(
+            [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
+        )
+    return prompt
+
+
+def encode_text(tokenizer, text: str) -> list[int]:
+    """Token ids of already rendered text; no special tokens are added (the chat template has them)."""
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def eos_token_ids(tokenizer, model=None) -> set[int]:
+    """Ids that end a generation: the tokenizer's EOS plus the model's generation-config EOS ids."""
+    ids = set()
+    if tokenizer.eos_token_id is not None:
+        ids.add(int(tokenizer.eos_token_id))
+    generation_config = getattr(model, "generation_config", None)
+    extra = getattr(generation_config, "eos_token_id", None)
+    if extra is not None:
+        ids.update(int(i) for i in (extra if isinstance(extra, (list, tuple)) else [extra]))
+    if not ids:
+        raise ValueError("tokenizer: no eos_token_id; set tokenizer.eos_token so generations can stop")
+    return ids
+
+
+def _check_prompts(prompts: list[str]) -> None:
+    if isinstance(prompts, str) or not all(isinstance(p, str) for p in prompts):
+        raise TypeError("prompts must be a list of strings (one user message per prompt)")
+
+
+def _check_prefixes(prefixes: list[list[int]], max_new_tokens: int) -> None:
+    if any(len(p) == 0 for p in prefixes):
+        raise ValueError("prefixes: every prefix needs at least one token id")
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be a positive integer, got {max_new_tokens!r}")
+
+
+class CoTDecoder(ABC):
+    """CoT decoding backend: ``decode`` makes the traces, ``continue_greedy`` serves the answer cue."""
+
+    tokenizer: Any
+    config: DecodeConfig
+
+    def render(self, prompt: str) -> str:
+        """The text sent to the model for ``prompt``."""
+        return render_prompt_text(self.tokenizer, prompt, self.config.use_chat_template)
+
+    @abstractmethod
+    def decode(self, prompts: list[str]) -> list[Trace]:
+        """``len(prompts) * k`` traces, ordered by (prompt_index, branch)."""
+
+    @abstractmethod
+    def continue_greedy(self, prefixes: list[list[int]], max_new_tokens: int) -> list[tuple[list[int], list[float]]]:
+        """Greedy continuation of each token-id prefix: (ids without EOS, margins), in input order."""
+
+
+class HFCoTDecoder(CoTDecoder):
+    """CoT decoding with a Hugging Face causal LM, batched with left padding and the KV cache.
+
+    Branches are sorted by prompt length and cut into batches of ``config.batch_size`` rows.
+    Each batch runs one forward pass over its distinct prompts, takes their top-k first tokens,
+    copies each prompt's KV cache to its branches and continues all rows greedily; rows that
+    reach EOS or the budget leave the batch. The result equals decoding every branch alone.
+    """
+
+    def __init__(self, model, tokenizer, config: DecodeConfig | None = None):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.config = config if config is not None else DecodeConfig()
+        if not isinstance(self.config, DecodeConfig):
+            raise TypeError(f"config must be a DecodeConfig, got {type(self.config).__name__}")
+        self.eos_ids = eos_token_ids(tokenizer, model)
+        pad = tokenizer.pad_token_id
+        # The pad id is only ever masked out; any valid id will do.
+        self.pad_id = int(pad) if pad is not None else min(self.eos_ids)
+        self.device = next(model.parameters()).device
+
+    def decode(self, prompts: list[str]) -> list[Trace]:
+        import torch
+        from tqdm.auto import tqdm
+
+        from rlsf_verl.signals import top2_margin
+
+        _check_prompts(prompts)
+        k, budget = self.config.k, self.config.max_new_tokens
+        rendered = [self.render(p) for p in prompts]
+        prompt_ids = [encode_text(self.tokenizer, text) for text in rendered]
+        for i, ids in enumerate(prompt_ids):
+            if not ids:
+                raise ValueError(f"prompts[{i}] renders to no tokens; give a non-empty prompt")
+        # Branches of similar prompt length share a batch, which keeps the left padding small.
+        branches = sorted(
+            ((i, j) for i in range(len(prompts)) for j in range(k)), key=lambda b: (len(prompt_ids[b[0]]), b)
+        )
+        traces = []
+        bar = tqdm(total=len(branches), desc="CoT decoding", unit="branch", disable=not self.config.progress)
+        with bar, torch.inference_mode():
+            for start in range(0, len(branches), self.config.batch_size):
+                batch = branches[start : start + self.config.batch_size]
+                rows = {i: r for r, i in enumerate(dict.fromkeys(i for i, _ in batch))}
+                cache, mask, logits = self._prefill([prompt_ids[i] for i in rows])
+                if k > logits.shape[-1]:
+                    raise ValueError(f"DecodeConfig.k={k} exceeds the vocabulary size {logits.shape[-1]}")
+                top = logits.topk(k, dim=-1).indices
+                first_margin = top2_margin(logits[:, None, :])[:, 0]
+                source = torch.tensor([rows[i] for i, _ in batch], device=self.device)
+                cache.reorder_cache(source)
+                first = torch.stack([top[rows[i], j] for i, j in batch])
+                generated = self._greedy(cache, mask[source], first, first_margin[source], budget)
+                for (i, j), token, (ids, margins, finished) in zip(batch, first.tolist(), generated, strict=True):
+                    traces.append(
+                        Trace(
+                            prompt_index=i,
+                            branch=j,
+                            first_token_id=token,
+                            prompt=rendered[i],
+                            text=self.tokenizer.decode(ids, skip_special_tokens=True),
+                            token_ids=ids,
+                            margins=margins,
+                            finished=finished,
+                        )
+                    )
+                bar.update(len(batch))
+                bar.set_postfix(tokens=sum(len(t.token_ids) for t in traces))
+        return sorted(traces, key=lambda t: (t.prompt_index, t.branch))
+
+    def continue_greedy(self, prefixes: list[list[int]], max_new_tokens: int) -> list[tuple[list[int], list[float]]]:
+        import torch
+        from tqdm.auto import tqdm
+
+        from rlsf_verl.signals import top2_margin
+
+        _check_prefixes(prefixes, max_new_tokens)
+        order = sorted(range(len(prefixes)), key=lambda r: len(prefixes[r]))
+        results: list[tuple[list[int], list[float]]] = [None] * len(prefixes)
+        bar = tqdm(total=len(prefixes), desc="greedy continuation", unit="seq", disable=not self.config.progress)
+        with bar, torch.inference_mode():
+            for start in range(0, len(order), self.config.batch_size):
+                batch = order[start : start + self.config.batch_size]
+                cache, mask, logits = self._prefill([list(prefixes[r]) for r in batch])
+                margins = top2_margin(logits[:, None, :])[:, 0]
+                generated = self._greedy(cache, mask, logits.argmax(-1), margins, max_new_tokens)
+                for r, (ids, row_margins, _) in zip(batch, generated, strict=True):
+                    results[r] = (ids, row_margins)
+                bar.update(len(batch))
+        return results
+
+    def _forward(self, input_ids, mask, cache=None, logits_to_keep: int = 1):
+        # Left padding: a row's positions count its real tokens only, so a padded row sees the
+        # same rotary positions as the row decoded alone.
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, -input_ids.shape[1] :]
+        out = self.model(
+            input_ids=input_ids,
+            attention_mask=mask,
+            position_ids=positions,
+            past_key_values=cache,
+            use_cache=True,
+            logits_to_keep=logits_to_keep,
+        )
+        return out.past_key_values, out.logits[:, -1, :].float()
+
+    def _prefill(self, prefixes: list[list[int]]):
+        """Left-padded forward over ``prefixes``: (KV cache, attention mask [B, L], last logits [B, V])."""
+        import torch
+
+        length = max(len(p) for p in prefixes)
+        input_ids = torch.full((len(prefixes), length), self.pad_id, dtype=torch.long, device=self.device)
+        mask = torch.zeros_like(input_ids)
+        for r, ids in enumerate(prefixes):
+            input_ids[r, length - len(ids) :] = torch.tensor(ids, dtype=torch.long)
+            mask[r, length - len(ids) :] = 1
+        cache, logits = self._forward(input_ids, mask)
+        return cache, mask, logits
+
+    def _greedy(self, cache, mask, tokens, margins, budget: int) -> list[tuple[list[int], list[float], bool]]:
+        """Feed the chosen ``tokens`` [B] (with their ``margins`` [B]) and continue greedily.
+
+        Returns per row (token ids, margins, finished). A row leaves the batch at EOS (not kept)
+        or once it holds ``budget`` tokens; its cache rows are dropped with it.
+        """
+        import torch
+
+        from rlsf_verl.signals import top2_margin
+
+        out = [([], [], False) for _ in range(len(tokens))]
+        alive = list(range(len(tokens)))
+        while True:
+            keep = []
+            steps = zip(alive, tokens.tolist(), margins.tolist(), strict=True)
+            for r, (row, token, margin) in enumerate(steps):
+                ids, row_margins, _ = out[row]
+                if token in self.eos_ids:
+                    out[row] = (ids, row_margins, True)
+                    continue
+                ids.append(token)
+                row_margins.append(margin)
+                if len(ids) < budget:
+                    keep.append(r)
+            if not keep:
+                return out
+            if len(keep) < len(alive):
+                index = torch.tensor(keep, device=self.device)
+                cache.reorder_cache(index)
+                mask, tokens = mask[index], tokens[index]
+                alive = [alive[r] for r in keep]
+            mask = torch.cat([mask, mask.new_ones(len(alive), 1)], dim=1)
+            cache, logits = self._forward(tokens[:, None], mask, cache)
+            margins = top2_margin(logits[:, None, :])[:, 0]
+            tokens = logits.argmax(-1)
+
+
+def _top2_margin_from_logprobs(logprobs: dict) -> float:
+    # vLLM returns the top-2 log-probs (plus the sampled token's): p1 - p2 from the best two.
+    best = sorted((entry.logprob for entry in logprobs.values()), reverse=True)
+    return math.exp(best[0]) - (math.exp(best[1]) if len(best) > 1 else 0.0)
+
+
+class VLLMCoTDecoder(CoTDecoder):
+    """CoT decoding through a vLLM engine: a one-token pass with top-k log-probs picks the first
+    tokens, then greedy continuations (``temperature=0``, ``logprobs=2``) give ids and margins.
+
+    ``model`` is a ``vllm.LLM`` or a model path (then ``llm_kwargs`` go to ``vllm.LLM``).
+    """
+
+    def __init__(self, model, tokenizer=None, config: DecodeConfig | None = None, **llm_kwargs):
+        try:
+            import vllm
+        except ImportError as err:
+            raise ImportError(f"VLLMCoTDecoder needs vLLM, which is not installed: {GPU_EXTRA_HINT}") from err
+        self._vllm = vllm
+        if isinstance(model, (str, os.PathLike)):
+            model = vllm.LLM(model=os.fspath(model), **llm_kwargs)
+        self.llm = model
+        self.tokenizer = tokenizer if tokenizer is not None else self.llm.get_tokenizer()
+        self.config = config if config is not None else DecodeConfig()
+        if not isinstance(self.config, DecodeConfig):
+            raise TypeError(f"config must be a DecodeConfig, got {type(self.config).__name__}")
+        self.eos_ids = eos_token_ids(self.tokenizer)
+
+    def _generate(self, prefixes: list[list[int]], max_tokens: int, logprobs: int):
+        params = self._vllm.SamplingParams(
+            temperature=0.0, max_tokens=max_tokens, logprobs=logprobs, stop_token_ids=sorted(self.eos_ids)
+        )
+        requests = [{"prompt_token_ids": list(p)} for p in prefixes]
+        return [r.outputs[0] for r in self.llm.generate(requests, params, use_tqdm=self.config.progress)]
+
+    def _greedy(self, prefixes: list[list[int]], max_tokens: int) -> list[tuple[list[int], list[float], bool]]:
+        """Per prefix (ids without EOS, margins, finished)."""
+        results = []
+        for completion in self._generate(prefixes, max_tokens, logprobs=2):
+            ids = list(completion.token_ids)
+            margins = [_top2_margin_from_logprobs(step) for step in completion.logprobs]
+            if ids and ids[-1] in self.eos_ids:
+                ids, margins = ids[:-1], margins[:-1]
+            results.append((ids, margins, completion.finish_reason == "stop"))
+        return results
+
+    def decode(self, prompts: list[str]) -> list[Trace]:
+        _check_prompts(prompts)
+        k, budget = self.config.k, self.config.max_new_tokens
+        rendered = [self.render(p) for p in prompts]
+        prompt_ids = [encode_text(self.tokenizer, text) for text in rendered]
+        branches = []  # (prompt index, branch, first token, its margin)
+        for i, completion in enumerate(self._generate(prompt_ids, max_tokens=1, logprobs=max(k, 2))):
+            step = completion.logprobs[0]
+            ranked = sorted(step, key=lambda token: step[token].logprob, reverse=True)[:k]
+            branches += [(i, j, token, _top2_margin_from_logprobs(step)) for j, token in enumerate(ranked)]
+        # Branches that already ended (EOS first) or used their budget need no continuation.
+        open_branches = [b for b in branches if b[2] not in self.eos_ids and budget > 1]
+        continued = self._greedy([prompt_ids[i] + [token] for i, _, token, _ in open_branches], budget - 1)
+        tails = dict(zip(((i, j) for i, j, _, _ in open_branches), continued, strict=True))
+        traces = []
+        for i, j, token, margin in branches:
+            if token in self.eos_ids:
+                ids, margins, finished = [], [], True
+            else:
+                rest, rest_margins, finished = tails.get((i, j), ([], [], False))
+                ids, margins = [token, *rest], [margin, *rest_margins]
+            traces.append(
+                Trace(
+                    prompt_index=i,
+                    branch=j,
+                    first_token_id=token,
+                    prompt=rendered[i],
+                    text=self.tokenizer.decode(ids, skip_special_tokens=True),
+                    token_ids=ids,
+                    margins=margins,
+                    finished=finished,
+                )
+            )
+        return traces
+
+    def continue_greedy(self, prefixes: list[list[int]], max_new_tokens: int) -> list[tuple[list[int], list[float]]]:
+        _check_prefixes(prefixes, max_new_tokens)
+        return [(ids, margins) for ids, margins, _ in self._greedy(prefixes, max_new_tokens)]

@@ -1,0 +1,234 @@
+"""Answer-span confidence: longest common token span between the cue continuation and the trace."""
+
+import json
+
+import pytest
+
+from rlsf_verl.data import Problem, builtin_problems, render_prompt
+from rlsf_verl.rlsf.confidence import (
+    ScoredTrace,
+    extracted_answer_span,
+    has_alphanumeric,
+    longest_common_span,
+    score_traces,
+    span_confidence,
+)
+from rlsf_verl.rlsf.decode import CoTDecoder, DecodeConfig, HFCoTDecoder, Trace, encode_text
+
+# One thread: the tiny model's matrices are too small to split, and it keeps these tests fast
+# while other processes compete for the cores.
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+class ScriptedDecoder(CoTDecoder):
+    """Answers every cue with the same token ids and records the prefixes it was asked to continue."""
+
+    def __init__(self, tokenizer, answer_ids: list[int]):
+        self.tokenizer, self.config, self.answer_ids = tokenizer, DecodeConfig(progress=False), answer_ids
+        self.prefixes: list[list[int]] = []
+
+    def decode(self, prompts):
+        raise AssertionError("scoring must not decode new traces")
+
+    def continue_greedy(self, prefixes, max_new_tokens):
+        self.prefixes += prefixes
+        return [(self.answer_ids[:max_new_tokens], [0.5] * len(self.answer_ids)) for _ in prefixes]
+
+
+def make_trace(tokenizer, text: str, margins: list[float] | None = None) -> Trace:
+    ids = encode_text(tokenizer, text)
+    margins = margins if margins is not None else [0.1 * (i % 10) for i in range(len(ids))]
+    return Trace(0, 0, ids[0], "Q: 3 + 4?\nA:", text, ids, margins, True)
+
+
+GOLD_7 = Problem(id="q", question="3 + 4?", answer="7", kind="math")
+
+
+# --- longest common span ---------------------------------------------------------------------------
+
+
+def test_longest_common_run_wins_over_shorter_ones():
+    assert longest_common_span([1, 2, 3, 9, 4, 5], [4, 5, 0, 1, 2, 3]) == (0, 3)
+
+
+def test_tie_goes_to_the_run_that_ends_last_in_the_trace():
+    assert longest_common_span([7, 8, 0, 7, 8, 0], [7, 8]) == (3, 5)
+
+
+def test_no_shared_token_gives_no_span():
+    assert longest_common_span([1, 2, 3], [4, 5]) is None
+
+
+@pytest.mark.parametrize(("trace", "answer"), [([], [1, 2]), ([1, 2], []), ([], [])])
+def test_empty_side_gives_no_span(trace, answer):
+    assert longest_common_span(trace, answer) is None
+
+
+def test_runs_without_a_counting_token_are_ignored():
+    # [0, 0] is the longest shared run but holds only non-counting tokens: the shorter [5] wins.
+    assert longest_common_span([0, 0, 5, 1], [0, 0, 2, 5], counts=lambda t: t != 0) == (2, 3)
+
+
+def test_a_run_with_one_counting_token_keeps_its_punctuation():
+    assert longest_common_span([3, 0, 5, 0], [5, 0], counts=lambda t: t != 0) == (2, 4)
+
+
+def test_alphanumeric_tokens_count_and_punctuation_does_not(tiny_lm):
+    _, tokenizer = tiny_lm
+    counts = has_alphanumeric(tokenizer)
+    assert counts(encode_text(tokenizer, "42")[0]) and counts(encode_text(tokenizer, "the")[0])
+    assert not counts(encode_text(tokenizer, ".")[0]) and not counts(encode_text(tokenizer, " ")[0])
+    assert not counts(tokenizer.eos_token_id)
+
+
+# --- span confidence -------------------------------------------------------------------------------
+
+
+def test_span_confidence_is_the_mean_margin_over_the_span():
+    assert span_confidence([0.2, 0.9, 0.5, 0.1], (1, 3)) == pytest.approx(0.7)
+
+
+@pytest.mark.parametrize("span", [(2, 2), (0, 5), (-1, 2)])
+def test_span_confidence_rejects_spans_outside_the_margins(span):
+    with pytest.raises(ValueError, match="span"):
+        span_confidence([0.2, 0.9, 0.5, 0.1], span)
+
+
+# --- score_traces with a scripted cue continuation -------------------------------------------------
+
+
+def test_confidence_is_the_mean_of_the_trace_margins_over_the_shared_span(tiny_lm):
+    _, tokenizer = tiny_lm
+    trace = make_trace(tokenizer, "3 + 4 = 7 apples", margins=None)
+    answer_ids = trace.token_ids[-3:-1] + encode_text(tokenizer, ".")
+    [scored] = score_traces(ScriptedDecoder(tokenizer, answer_ids), tokenizer, [trace])
+
+    n = len(trace.token_ids)
+    assert scored.span == (n - 3, n - 1)
+    assert scored.confidence == pytest.approx(sum(trace.margins[n - 3 : n - 1]) / 2)
+    assert not scored.no_answer
+
+
+def test_no_shared_span_gives_confidence_zero_and_no_answer(tiny_lm):
+    _, tokenizer = tiny_lm
+    trace = make_trace(tokenizer, "3 + 4 = 7 apples")
+    answer_ids = [t for t in encode_text(tokenizer, "books cookies") if t not in trace.token_ids]
+    [scored] = score_traces(ScriptedDecoder(tokenizer, answer_ids), tokenizer, [trace])
+
+    assert scored.confidence == 0.0 and scored.no_answer and scored.span is None
+
+
+def test_a_shared_punctuation_only_span_is_no_answer(tiny_lm):
+    _, tokenizer = tiny_lm
+    trace = make_trace(tokenizer, "3 + 4 = 7.")
+    period = encode_text(tokenizer, ".")
+    [scored] = score_traces(ScriptedDecoder(tokenizer, period), tokenizer, [trace])
+
+    assert longest_common_span(trace.token_ids, period) is not None, "the '.' is shared"
+    assert scored.no_answer and scored.confidence == 0.0
+
+
+def test_an_empty_trace_is_no_answer(tiny_lm):
+    _, tokenizer = tiny_lm
+    empty = Trace(0, 0, tokenizer.eos_token_id, "Q:", "", [], [], True)
+    [scored] = score_traces(ScriptedDecoder(tokenizer, encode_text(tokenizer, " 7")), tokenizer, [empty])
+    assert scored.no_answer and scored.confidence == 0.0
+
+
+def test_the_cue_follows_prompt_and_trace_tokens(tiny_lm):
+    _, tokenizer = tiny_lm
+    trace = make_trace(tokenizer, "3 + 4 = 7")
+    decoder = ScriptedDecoder(tokenizer, encode_text(tokenizer, " 7"))
+    score_traces(decoder, tokenizer, [trace])
+
+    expected = encode_text(tokenizer, trace.prompt) + trace.token_ids + encode_text(tokenizer, " So the answer is")
+    assert decoder.prefixes == [expected]
+
+
+def test_answer_comes_from_the_cue_continuation_and_is_checked_against_gold(tiny_lm):
+    _, tokenizer = tiny_lm
+    trace = make_trace(tokenizer, "3 + 4 = 7, and 9 more")
+    decoder = ScriptedDecoder(tokenizer, encode_text(tokenizer, " 7. Then 9"))
+    wrong_gold = Problem(id="q", question="3 + 4?", answer="9", kind="math")
+
+    right, wrong = (score_traces(decoder, tokenizer, [trace], problems=[p])[0] for p in (GOLD_7, wrong_gold))
+    [no_gold] = score_traces(decoder, tokenizer, [trace])
+
+    assert (right.answer, right.answer_text) == ("7", " 7. Then 9")
+    assert right.correct is True and wrong.correct is False and no_gold.correct is None
+
+
+def test_answer_falls_back_to_the_trace_when_the_cue_continuation_states_none(tiny_lm):
+    _, tokenizer = tiny_lm
+    trace = make_trace(tokenizer, "3 + 4 = 7")
+    [scored] = score_traces(ScriptedDecoder(tokenizer, encode_text(tokenizer, " the")), tokenizer, [trace], [GOLD_7])
+    assert scored.answer == "7" and scored.correct is True
+
+
+def test_choice_problems_extract_a_letter(tiny_lm):
+    _, tokenizer = tiny_lm
+    problem = Problem(id="c", question="Which?", answer="B", kind="choice", choices=("rock", "pear"))
+    trace = make_trace(tokenizer, "a pear is a fruit")
+    [scored] = score_traces(ScriptedDecoder(tokenizer, encode_text(tokenizer, " (B).")), tokenizer, [trace], [problem])
+    assert scored.answer == "B" and scored.correct is True
+
+
+def test_traces_with_mismatched_margins_are_refused(tiny_lm):
+    _, tokenizer = tiny_lm
+    trace = make_trace(tokenizer, "3 + 4 = 7")
+    trace.margins = trace.margins[:-1]
+    with pytest.raises(ValueError, match="margins"):
+        score_traces(ScriptedDecoder(tokenizer, [1]), tokenizer, [trace])
+
+
+def test_a_trace_without_its_problem_is_refused(tiny_lm):
+    _, tokenizer = tiny_lm
+    trace = make_trace(tokenizer, "3 + 4 = 7")
+    trace.prompt_index = 3
+    with pytest.raises(ValueError, match="prompt_index"):
+        score_traces(ScriptedDecoder(tokenizer, [1]), tokenizer, [trace], problems=[GOLD_7])
+
+
+def test_scored_trace_round_trips_through_json(tiny_lm):
+    _, tokenizer = tiny_lm
+    trace = make_trace(tokenizer, "3 + 4 = 7 apples")
+    [scored] = score_traces(ScriptedDecoder(tokenizer, trace.token_ids[-2:]), tokenizer, [trace], [GOLD_7])
+    assert ScoredTrace.from_dict(json.loads(json.dumps(scored.to_dict()))) == scored
+
+
+def test_extracted_answer_span_covers_the_answer_tokens_of_the_trace(tiny_lm):
+    _, tokenizer = tiny_lm
+    trace = make_trace(tokenizer, "3 + 4 = 7. So the answer is 42 apples")
+    start, end = extracted_answer_span(tokenizer, trace)
+    assert tokenizer.decode(trace.token_ids[start:end]).strip() == "42"
+    assert extracted_answer_span(tokenizer, make_trace(tokenizer, "no number here")) is None
+
+
+# --- end to end on the tiny model ------------------------------------------------------------------
+
+
+def test_scoring_real_traces_of_the_tiny_model(tiny_lm):
+    model, tokenizer = tiny_lm
+    problems = builtin_problems(2, seed=0)
+    config = DecodeConfig(k=3, max_new_tokens=24, progress=False)
+    decoder = HFCoTDecoder(model, tokenizer, config)
+    traces = decoder.decode([render_prompt(p) for p in problems])
+    scored = score_traces(decoder, tokenizer, traces, problems=problems)
+
+    assert len(scored) == 6
+    for s, trace in zip(scored, traces, strict=True):
+        assert (s.prompt_index, s.branch, s.token_ids, s.margins) == (
+            trace.prompt_index,
+            trace.branch,
+            trace.token_ids,
+            trace.margins,
+        )
+        assert isinstance(s.answer_text, str) and isinstance(s.correct, bool)
+        if s.no_answer:
+            assert s.span is None and s.confidence == 0.0
+        else:
+            start, end = s.span
+            assert 0 <= start < end <= len(s.token_ids)
+            assert s.confidence == pytest.approx(sum(s.margins[start:end]) / (end - start))
+            assert 0.0 <= s.confidence <= 1.0
+    assert not all(s.no_answer for s in scored), "the tiny model repeats its own tokens after the cue"

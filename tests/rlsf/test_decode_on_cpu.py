@@ -1,0 +1,184 @@
+"""CoT decoding on the tiny random model: top-k first tokens, greedy branches, margins kept per token."""
+
+import importlib.util
+import json
+from collections import Counter
+
+import pytest
+import torch
+
+from rlsf_verl.models import load_causal_lm
+from rlsf_verl.rlsf.decode import DecodeConfig, HFCoTDecoder, Trace, VLLMCoTDecoder, encode_text
+from rlsf_verl.signals import top2_margin
+
+# Different lengths, so that batches mix left padding.
+PROMPTS = [
+    "how many apples",
+    "each of the students bought 3 books and 4 pencils. how many are there in total",
+    "7 + 5 =",
+    "she gave 2 cookies to each friend",
+]
+
+# One thread: the tiny model's matrices are too small to split, and it keeps these tests fast
+# while other processes compete for the cores.
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def quiet(**overrides) -> DecodeConfig:
+    return DecodeConfig(**{"k": 3, "max_new_tokens": 16, "progress": False, **overrides})
+
+
+@pytest.fixture(scope="module")
+def lm_with_early_stops(tiny_model_dir):
+    """A fresh copy of the tiny model with a common token made an extra EOS id, so that branches
+    stop at different steps (the random model never emits its real EOS within a short budget)."""
+    model, tokenizer = load_causal_lm(tiny_model_dir)
+    traces = HFCoTDecoder(model, tokenizer, quiet()).decode(PROMPTS)
+    common = Counter(t for trace in traces for t in trace.token_ids[3:]).most_common(1)[0][0]
+    model.generation_config.eos_token_id = [tokenizer.eos_token_id, common]
+    return model, tokenizer, common
+
+
+def first_step_logits(model, tokenizer, rendered: str) -> torch.Tensor:
+    ids = torch.tensor([encode_text(tokenizer, rendered)])
+    with torch.inference_mode():
+        return model(ids).logits[0, -1].float()
+
+
+@pytest.mark.parametrize("batch_size", [64, 4])
+def test_batched_decoding_equals_decoding_each_branch_alone(lm_with_early_stops, batch_size):
+    model, tokenizer, _ = lm_with_early_stops
+    batched = HFCoTDecoder(model, tokenizer, quiet(batch_size=batch_size)).decode(PROMPTS)
+    alone = HFCoTDecoder(model, tokenizer, quiet(batch_size=1)).decode(PROMPTS)
+
+    assert {t.finished for t in alone} == {True, False}, "the check needs early stops and full budgets"
+    assert len({len(t.token_ids) for t in alone}) > 2
+    for b, a in zip(batched, alone, strict=True):
+        assert (b.prompt_index, b.branch, b.first_token_id) == (a.prompt_index, a.branch, a.first_token_id)
+        assert b.token_ids == a.token_ids
+        assert b.finished == a.finished and b.text == a.text
+        assert b.margins == pytest.approx(a.margins, abs=1e-4)
+
+
+def test_first_tokens_are_the_top_k_of_the_first_step(tiny_lm):
+    model, tokenizer = tiny_lm
+    decoder = HFCoTDecoder(model, tokenizer, quiet(k=4, max_new_tokens=3))
+    traces = decoder.decode(PROMPTS)
+
+    assert [(t.prompt_index, t.branch) for t in traces] == [(i, j) for i in range(len(PROMPTS)) for j in range(4)]
+    for i in range(len(PROMPTS)):
+        logits = first_step_logits(model, tokenizer, decoder.render(PROMPTS[i]))
+        branches = traces[4 * i : 4 * i + 4]
+        assert [t.first_token_id for t in branches] == logits.topk(4).indices.tolist()
+        assert all(t.token_ids[0] == t.first_token_id for t in branches)
+        first_margin = top2_margin(logits[None, None]).item()
+        assert [t.margins[0] for t in branches] == pytest.approx([first_margin] * 4, abs=1e-5)
+
+
+def test_margins_are_one_per_token_and_between_0_and_1(tiny_lm):
+    traces = HFCoTDecoder(*tiny_lm, quiet()).decode(PROMPTS[:2])
+    for trace in traces:
+        assert len(trace.margins) == len(trace.token_ids)
+        assert all(0.0 <= m <= 1.0 for m in trace.margins)
+
+
+def test_branch_stops_at_eos_which_is_not_kept(lm_with_early_stops):
+    model, tokenizer, stop = lm_with_early_stops
+    traces = HFCoTDecoder(model, tokenizer, quiet()).decode(PROMPTS)
+    stopped = [t for t in traces if t.finished]
+
+    assert stopped
+    assert all(stop not in t.token_ids and len(t.token_ids) < 16 for t in stopped)
+    assert all(len(t.token_ids) == 16 for t in traces if not t.finished)
+
+
+def test_branch_without_eos_is_truncated_at_the_token_budget(tiny_lm):
+    traces = HFCoTDecoder(*tiny_lm, quiet(max_new_tokens=5)).decode(PROMPTS)
+    assert all(len(t.token_ids) == 5 and not t.finished for t in traces)
+
+
+def test_text_is_the_decoded_continuation(tiny_lm):
+    model, tokenizer = tiny_lm
+    for trace in HFCoTDecoder(model, tokenizer, quiet(max_new_tokens=8)).decode(PROMPTS[:1]):
+        assert trace.text == tokenizer.decode(trace.token_ids, skip_special_tokens=True)
+
+
+def test_chat_template_wraps_the_prompt_as_a_user_turn(tiny_lm):
+    traces = HFCoTDecoder(*tiny_lm, quiet(k=1, max_new_tokens=2)).decode(["how many apples"])
+    assert traces[0].prompt == "<|im_start|>user\nhow many apples<|im_end|>\n<|im_start|>assistant\n"
+
+
+def test_without_chat_template_the_prompt_is_sent_as_is(tiny_lm):
+    model, tokenizer = tiny_lm
+    decoder = HFCoTDecoder(model, tokenizer, quiet(k=2, max_new_tokens=2, use_chat_template=False))
+    traces = decoder.decode(["how many apples"])
+    logits = first_step_logits(model, tokenizer, "how many apples")
+    assert [t.prompt for t in traces] == ["how many apples"] * 2
+    assert [t.first_token_id for t in traces] == logits.topk(2).indices.tolist()
+
+
+def test_continue_greedy_equals_transformers_greedy_generate(tiny_lm):
+    model, tokenizer = tiny_lm
+    prefixes = [encode_text(tokenizer, p) for p in PROMPTS]
+    continued = HFCoTDecoder(model, tokenizer, quiet(batch_size=3)).continue_greedy(prefixes, 10)
+    for prefix, (ids, margins) in zip(prefixes, continued, strict=True):
+        input_ids = torch.tensor([prefix])
+        expected = model.generate(
+            input_ids, attention_mask=torch.ones_like(input_ids), max_new_tokens=10, do_sample=False
+        )
+        assert ids == expected[0, len(prefix) :].tolist()
+        assert len(margins) == len(ids)
+
+
+def test_progress_bar_leaves_the_traces_unchanged(tiny_lm, capsys):
+    quiet_traces = HFCoTDecoder(*tiny_lm, quiet(max_new_tokens=4)).decode(PROMPTS[:2])
+    shown = HFCoTDecoder(*tiny_lm, quiet(max_new_tokens=4, progress=True)).decode(PROMPTS[:2])
+    assert shown == quiet_traces
+    assert "CoT decoding" in capsys.readouterr().err
+
+
+def test_trace_round_trips_through_json():
+    trace = Trace(0, 1, 42, "Q?", " 7", [42, 7], [0.5, 0.25], True)
+    assert Trace.from_dict(json.loads(json.dumps(trace.to_dict()))) == trace
+
+
+def test_trace_from_dict_names_missing_keys():
+    row = Trace(0, 1, 42, "Q?", " 7", [42, 7], [0.5, 0.25], True).to_dict()
+    del row["margins"]
+    with pytest.raises(ValueError, match="margins"):
+        Trace.from_dict(row)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("k", 0), ("max_new_tokens", -1), ("batch_size", 1.5), ("answer_max_tokens", 0), ("answer_cue", " ")],
+)
+def test_config_rejects_bad_values_naming_the_field(field, value):
+    with pytest.raises(ValueError, match=f"DecodeConfig.{field}"):
+        DecodeConfig(**{field: value})
+
+
+def test_config_rejects_a_non_boolean_switch():
+    with pytest.raises(TypeError, match="DecodeConfig.use_chat_template"):
+        DecodeConfig(use_chat_template="yes")
+
+
+def test_k_larger_than_the_vocabulary_is_refused(tiny_lm):
+    with pytest.raises(ValueError, match="DecodeConfig.k"):
+        HFCoTDecoder(*tiny_lm, quiet(k=10_000)).decode(["hi"])
+
+
+def test_decode_rejects_a_single_string(tiny_lm):
+    with pytest.raises(TypeError, match="list of strings"):
+        HFCoTDecoder(*tiny_lm, quiet()).decode("how many apples")
+
+
+def test_continue_greedy_rejects_an_empty_prefix(tiny_lm):
+    with pytest.raises(ValueError, match="at least one token"):
+        HFCoTDecoder(*tiny_lm, quiet()).continue_greedy([[]], 4)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vLLM is installed")
+def test_vllm_decoder_without_vllm_says_how_to_install_it():
+    with pytest.raises(ImportError, match=r"rlsf-verl\[gpu\]"):
+        VLLMCoTDecoder("some/model")
