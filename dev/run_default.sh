@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The main job: the RLSF pipeline on the embedded SmolLM2-135M-Instruct (CPU, about 15 minutes on 2
+# cores), in the project's venv (created on first use). Arguments go to `rlsf-verl run`, e.g.
+#   bash dev/run_default.sh --model /path/to/hf-model decode.k=10
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash dev/setup_venv.sh
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 WANDB_MODE=disabled
+exec .venv/bin/rlsf-verl run "$@"

@@ -1,0 +1,88 @@
+"""The ``rlsf-verl`` command.
+
+    rlsf-verl run                                   # the RLSF pipeline on the embedded SmolLM2
+    rlsf-verl run --model /models/phi-2 --run-dir runs/phi2 decode.k=10 tau=0.8
+    rlsf-verl run --config my_run.yaml --from-stage dpo
+
+Settings are the fields of :class:`rlsf_verl.rlsf.pipeline.PipelineConfig`, given as Hydra-style
+``key=value`` overrides or in a YAML file. Errors print one line; ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+
+def _pipeline_config(args: argparse.Namespace):
+    from omegaconf import OmegaConf
+
+    from rlsf_verl.rlsf.pipeline import PipelineConfig
+
+    config = OmegaConf.structured(PipelineConfig)
+    if args.config:
+        config = OmegaConf.merge(config, OmegaConf.load(args.config))
+    flags = {"model": args.model, "run_dir": args.run_dir}
+    config = OmegaConf.merge(config, {k: v for k, v in flags.items() if v is not None})
+    if args.no_progress:
+        config.decode.progress = False
+    config = OmegaConf.merge(config, OmegaConf.from_dotlist(list(args.overrides)))
+    return OmegaConf.to_object(config)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from rlsf_verl.rlsf.pipeline import format_report, run_pipeline
+
+    config = _pipeline_config(args)
+    report = run_pipeline(config, from_stage=args.from_stage)
+    print()
+    print(format_report(report))
+    print(f"run directory: {config.run_dir} (report.md, reliability.png, config.json)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rlsf-verl",
+        description="Confidence as a training signal for verl: the RLSF pipeline and RLIF rewards.",
+    )
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser(
+        "run",
+        help="run the RLSF pipeline: decode -> confidence -> pairs -> reward model -> DPO -> evaluate",
+        description=(
+            "Run or resume the RLSF pipeline in a run directory. Finished stages are skipped; a killed run "
+            "resumes where it stopped. Any PipelineConfig field can be set as key=value "
+            "(e.g. decode.k=10 tau=0.8 data.n_problems=64 reward_model.max_steps=20)."
+        ),
+    )
+    run.add_argument("--model", help="'smollm2' (embedded default) or a local HF model directory")
+    run.add_argument("--run-dir", help="where outputs go (default runs/rlsf-default)")
+    run.add_argument("--config", help="YAML file with PipelineConfig fields")
+    run.add_argument("--from-stage", help="redo this stage and every later one")
+    run.add_argument("--no-progress", action="store_true", help="no progress bars")
+    run.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
+    run.set_defaults(handler=_cmd_run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``rlsf-verl`` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except KeyboardInterrupt:
+        print("rlsf-verl: interrupted; re-run the same command to resume", file=sys.stderr)
+        return 130
+    except Exception as err:  # one line for users, the traceback on request
+        if args.debug:
+            raise
+        print(f"rlsf-verl: error: {err}".splitlines()[0] + (" (--debug for details)"), file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

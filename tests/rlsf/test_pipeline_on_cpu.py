@@ -1,0 +1,191 @@
+"""The RLSF pipeline end to end on a tiny random model: every stage's outputs, resume, kill-and-resume."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from rlsf_verl.models import build_tiny_model
+from rlsf_verl.rlsf.pipeline import STAGES, PipelineConfig, run_pipeline
+
+# Small enough for a 2-core CPU; tau=0 so that a random model still yields pairs.
+OVERRIDES = [
+    "data.n_problems=4",
+    "data.n_eval=3",
+    "data.choice_fraction=0.25",
+    "decode.k=3",
+    "decode.max_new_tokens=12",
+    "decode.answer_max_tokens=6",
+    "decode.batch_size=6",
+    "decode.progress=false",
+    "tau=0.0",
+    "reward_model.max_steps=2",
+    "reward_model.per_device_train_batch_size=2",
+    "reward_model.heldout_fraction=0.25",
+    "dpo.max_steps=2",
+    "dpo.per_device_train_batch_size=2",
+]
+DETERMINISTIC_OUTPUTS = ["problems.jsonl", "eval_problems.jsonl", "traces.jsonl", "scored.jsonl", "pairs.jsonl"]
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> Path:
+    return build_tiny_model(tmp_path_factory.mktemp("model") / "tiny")
+
+
+def make_config(model: Path, run_dir: Path, *extra: str) -> PipelineConfig:
+    config = OmegaConf.merge(
+        OmegaConf.structured(PipelineConfig),
+        {"model": str(model), "run_dir": str(run_dir)},
+        OmegaConf.from_dotlist(OVERRIDES + list(extra)),
+    )
+    return OmegaConf.to_object(config)
+
+
+@pytest.fixture(scope="module")
+def finished_run(tiny_model, tmp_path_factory) -> tuple[Path, dict]:
+    run_dir = tmp_path_factory.mktemp("run") / "uninterrupted"
+    report = run_pipeline(make_config(tiny_model, run_dir), log=lambda message: None)
+    return run_dir, report
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_every_stage_finishes_and_records_its_config(finished_run):
+    run_dir, _ = finished_run
+    for stage in STAGES:
+        marker = json.loads((run_dir / "stages" / f"{stage}.json").read_text())
+        assert marker["stage"] == stage and marker["seconds"] >= 0
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["decode"]["k"] == 3 and config["tau"] == 0.0
+    info = json.loads((run_dir / "run_info.json").read_text())
+    assert info["versions"]["transformers"] and info["versions"]["torch"]
+
+
+def test_decode_and_confidence_outputs_cover_every_branch(finished_run):
+    run_dir, _ = finished_run
+    traces = read_jsonl(run_dir / "traces.jsonl")
+    assert sorted((t["prompt_index"], t["branch"]) for t in traces) == [(p, b) for p in range(4) for b in range(3)]
+    scored = read_jsonl(run_dir / "scored.jsonl")
+    assert len(scored) == 12
+    for row in scored:
+        assert 0.0 <= row["confidence"] <= 1.0
+        assert row["no_answer"] == (row["span"] is None)
+        if row["no_answer"]:
+            assert row["confidence"] == 0.0
+
+
+def test_pairs_follow_the_rlsf_rule(finished_run):
+    run_dir, report = finished_run
+    scored = read_jsonl(run_dir / "scored.jsonl")
+    pairs = read_jsonl(run_dir / "pairs.jsonl")
+    assert pairs, "tau=0 on 12 traces should give pairs"
+    for pair in pairs:
+        assert pair["chosen_confidence"] > pair["rejected_confidence"]
+    expected = sum(
+        1
+        for a in scored
+        for b in scored
+        if a["prompt_index"] == b["prompt_index"]
+        and a["confidence"] > b["confidence"]
+        and not a["no_answer"]
+        and a["text"] != b["text"]
+    )
+    assert len(pairs) == expected == report["pairs"]["n_pairs"]
+
+
+def test_reward_model_is_a_one_label_sequence_classifier(finished_run):
+    from transformers import AutoModelForSequenceClassification
+
+    run_dir, report = finished_run
+    model = AutoModelForSequenceClassification.from_pretrained(run_dir / "reward_model")
+    assert model.config.num_labels == 1
+    result = json.loads((run_dir / "reward_model_result.json").read_text())
+    assert result["n_train"] + result["n_heldout"] > 0
+    assert result == report["reward_model"]
+
+
+def test_dpo_model_loads_as_a_causal_lm(finished_run):
+    from transformers import AutoModelForCausalLM
+
+    run_dir, _ = finished_run
+    assert AutoModelForCausalLM.from_pretrained(run_dir / "dpo_model").config.model_type == "llama"
+
+
+def test_evaluation_reports_before_and_after_with_a_reliability_diagram(finished_run):
+    run_dir, report = finished_run
+    for name in ("before", "after"):
+        metrics = report["evaluate"][name]
+        assert 0.0 <= metrics["accuracy"] <= 1.0 and 0.0 <= metrics["ece"] <= 1.0
+        assert len(read_jsonl(run_dir / "eval" / f"{name}.jsonl")) == 3
+    assert (run_dir / "reliability.png").read_bytes().startswith(b"\x89PNG")
+    markdown = (run_dir / "report.md").read_text()
+    assert "| ece |" in markdown and "preference pairs:" in markdown
+
+
+def test_rerun_skips_finished_stages_and_changes_nothing(finished_run, tiny_model):
+    run_dir, _ = finished_run
+    before = {name: (run_dir / name).read_bytes() for name in DETERMINISTIC_OUTPUTS}
+    messages: list[str] = []
+    run_pipeline(make_config(tiny_model, run_dir), log=messages.append)
+    assert messages == [f"[{stage}] already finished, skipped" for stage in STAGES]
+    assert before == {name: (run_dir / name).read_bytes() for name in DETERMINISTIC_OUTPUTS}
+
+
+def test_changed_config_in_the_same_run_dir_is_refused(finished_run, tiny_model):
+    run_dir, _ = finished_run
+    with pytest.raises(
+        ValueError, match=r"stage 'decode' finished with a different configuration \(changed: decode.k\)"
+    ):
+        run_pipeline(make_config(tiny_model, run_dir, "decode.k=2"), log=lambda message: None)
+
+
+def test_unreachable_tau_says_how_many_pairs_and_why(tiny_model, tmp_path):
+    config = make_config(tiny_model, tmp_path / "run", "tau=1.0", "data.n_problems=1", "decode.k=2")
+    with pytest.raises(ValueError, match=r"no preference pairs to train on .*tau=1.0.*lower tau"):
+        run_pipeline(config, log=lambda message: None)
+    stats = json.loads((tmp_path / "run" / "pair_stats.json").read_text())
+    assert stats["n_pairs"] == 0
+
+
+def test_killed_run_resumed_gives_the_uninterrupted_outputs(finished_run, tiny_model, tmp_path):
+    reference, _ = finished_run
+    run_dir = tmp_path / "killed"
+    command = [
+        sys.executable,
+        "-m",
+        "rlsf_verl.cli",
+        "run",
+        "--model",
+        str(tiny_model),
+        "--run-dir",
+        str(run_dir),
+        *OVERRIDES,
+    ]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 300
+    while not (run_dir / "stages" / "pairs.json").exists():  # kill during reward-model training
+        assert process.poll() is None, process.stderr.read().decode()
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (run_dir / "stages" / "evaluate.json").exists()
+
+    resumed = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "[decode] already finished, skipped" in resumed.stdout
+    for name in DETERMINISTIC_OUTPUTS:
+        assert (run_dir / name).read_bytes() == (reference / name).read_bytes(), name
+    for name in ("reward_model_result.json", "dpo_result.json", "evaluation.json"):
+        resumed_result, reference_result = (json.loads((d / name).read_text()) for d in (run_dir, reference))
+        resumed_result.pop("path", None), reference_result.pop("path", None)
+        assert resumed_result == reference_result, name
+    assert not list(run_dir.rglob(".*")), "temporary files of the killed run were left behind"

@@ -1,0 +1,89 @@
+"""`rlsf-verl`: help, config overrides, and one-line errors that say how to fix them."""
+
+import json
+
+import pytest
+from hydra import compose, initialize
+
+from rlsf_verl.cli import build_parser, main
+from rlsf_verl.models import build_tiny_model
+from rlsf_verl.rlsf.pipeline import PipelineConfig, register_hydra_config
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str]:
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.err
+
+
+def test_help_lists_the_run_command(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args(["--help"])
+    assert exit_info.value.code == 0
+    assert "run the RLSF pipeline" in capsys.readouterr().out
+
+
+def test_unknown_override_key_is_one_line_naming_the_key(capsys, tmp_path):
+    code, err = run_cli(capsys, "run", "--run-dir", str(tmp_path), "decode.kk=3")
+    assert code == 1
+    assert err.strip().splitlines() == [err.strip()]
+    assert "Key 'kk' not in 'DecodeConfig'" in err and "Traceback" not in err
+
+
+def test_invalid_value_names_the_field(capsys, tmp_path):
+    code, err = run_cli(capsys, "run", "--run-dir", str(tmp_path), "tau=1.5")
+    assert code == 1 and "tau: a confidence threshold in [0, 1], got 1.5" in err
+
+
+def test_missing_model_directory_says_what_to_pass(capsys, tmp_path):
+    code, err = run_cli(capsys, "run", "--model", str(tmp_path / "nope"), "--run-dir", str(tmp_path / "run"))
+    assert code == 1 and "is not a local directory; pass a HF model directory" in err
+
+
+def test_model_without_tokenizer_is_refused(capsys, tmp_path):
+    model = build_tiny_model(tmp_path / "tiny")
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        (model / name).unlink()
+    code, err = run_cli(capsys, "run", "--model", str(model), "--run-dir", str(tmp_path / "run"), "--no-progress")
+    assert code == 1 and "has no tokenizer" in err and "tokenizer.save_pretrained" in err
+
+
+def test_unknown_data_format_suggests_the_closest(capsys, tmp_path):
+    data = tmp_path / "gsm.jsonl"
+    data.write_text(json.dumps({"question": "1+1?", "answer": "#### 2"}) + "\n")
+    code, err = run_cli(
+        capsys, "run", "--run-dir", str(tmp_path / "run"), f"data.source={data}", "data.format=gsm8", "data.n_eval=0"
+    )
+    assert code == 1 and "did you mean 'gsm8k'" in err
+
+
+def test_problem_without_gold_answer_names_the_line(capsys, tmp_path):
+    data = tmp_path / "gsm.jsonl"
+    data.write_text(json.dumps({"question": "1+1?", "answer": "it is two"}) + "\n")
+    code, err = run_cli(
+        capsys, "run", "--run-dir", str(tmp_path / "run"), f"data.source={data}", "data.format=gsm8k", "data.n_eval=0"
+    )
+    assert code == 1 and "line 1" in err
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    with pytest.raises(ValueError, match="tau"):
+        main(["--debug", "run", "--run-dir", str(tmp_path), "tau=-1"])
+
+
+def test_yaml_config_and_overrides_compose(tmp_path, capsys):
+    from rlsf_verl.cli import _pipeline_config
+
+    config_file = tmp_path / "run.yaml"
+    config_file.write_text("tau: 0.8\ndecode:\n  k: 7\n")
+    args = build_parser().parse_args(["run", "--config", str(config_file), "--no-progress", "decode.k=9"])
+    config = _pipeline_config(args)
+    assert isinstance(config, PipelineConfig)
+    assert (config.tau, config.decode.k, config.decode.progress) == (0.8, 9, False)
+
+
+def test_pipeline_config_composes_with_hydra():
+    register_hydra_config()
+    with initialize(version_base=None, config_path=None):
+        config = compose(config_name="rlsf_pipeline", overrides=["decode.k=4", "data.n_problems=8"])
+    assert config.decode.k == 4 and config.data.n_problems == 8 and config.tau == 0.9
