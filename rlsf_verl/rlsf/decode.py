@@ -184,7 +184,8 @@ class HFCoTDecoder(CoTDecoder):
             ((i, j) for i in range(len(prompts)) for j in range(k)), key=lambda b: (len(prompt_ids[b[0]]), b)
         )
         traces = []
-        bar = tqdm(total=len(branches), desc="CoT decoding", unit="branch", disable=not self.config.progress)
+        # Counted in tokens: a batch of branches takes minutes on CPU and must show it is moving.
+        bar = tqdm(total=len(branches) * budget, desc="CoT decoding", unit="tok", disable=not self.config.progress)
         with bar, torch.inference_mode():
             for start in range(0, len(branches), self.config.batch_size):
                 batch = branches[start : start + self.config.batch_size]
@@ -197,7 +198,7 @@ class HFCoTDecoder(CoTDecoder):
                 source = torch.tensor([rows[i] for i, _ in batch], device=self.device)
                 cache.reorder_cache(source)
                 first = torch.stack([top[rows[i], j] for i, j in batch])
-                generated = self._greedy(cache, mask[source], first, first_margin[source], budget)
+                generated = self._greedy(cache, mask[source], first, first_margin[source], budget, bar)
                 for (i, j), token, (ids, margins, finished) in zip(batch, first.tolist(), generated, strict=True):
                     traces.append(
                         Trace(
@@ -211,8 +212,10 @@ class HFCoTDecoder(CoTDecoder):
                             finished=finished,
                         )
                     )
-                bar.update(len(batch))
-                bar.set_postfix(tokens=sum(len(t.token_ids) for t in traces))
+                # Rows that stopped early leave their unused budget: take it off the total.
+                bar.total -= sum(budget - len(ids) for ids, _, _ in generated)
+                bar.set_postfix(branches=f"{len(traces)}/{len(branches)}")
+                bar.refresh()
         return sorted(traces, key=lambda t: (t.prompt_index, t.branch))
 
     def continue_greedy(self, prefixes: list[list[int]], max_new_tokens: int) -> list[tuple[list[int], list[float]]]:
@@ -263,11 +266,12 @@ class HFCoTDecoder(CoTDecoder):
         cache, logits = self._forward(input_ids, mask)
         return cache, mask, logits
 
-    def _greedy(self, cache, mask, tokens, margins, budget: int) -> list[tuple[list[int], list[float], bool]]:
+    def _greedy(self, cache, mask, tokens, margins, budget: int, bar=None) -> list[tuple[list[int], list[float], bool]]:
         """Feed the chosen ``tokens`` [B] (with their ``margins`` [B]) and continue greedily.
 
         Returns per row (token ids, margins, finished). A row leaves the batch at EOS (not kept)
-        or once it holds ``budget`` tokens; its cache rows are dropped with it.
+        or once it holds ``budget`` tokens; its cache rows are dropped with it. ``bar`` (tqdm)
+        advances by the tokens kept at each step.
         """
         import torch
 
@@ -276,7 +280,7 @@ class HFCoTDecoder(CoTDecoder):
         out = [([], [], False) for _ in range(len(tokens))]
         alive = list(range(len(tokens)))
         while True:
-            keep = []
+            keep, appended = [], 0
             steps = zip(alive, tokens.tolist(), margins.tolist(), strict=True)
             for r, (row, token, margin) in enumerate(steps):
                 ids, row_margins, _ = out[row]
@@ -285,8 +289,11 @@ class HFCoTDecoder(CoTDecoder):
                     continue
                 ids.append(token)
                 row_margins.append(margin)
+                appended += 1
                 if len(ids) < budget:
                     keep.append(r)
+            if bar is not None:
+                bar.update(appended)
             if not keep:
                 return out
             if len(keep) < len(alive):
