@@ -30,6 +30,7 @@ from typing import Any
 from rlsf_verl.io import atomic_dir, atomic_write_json
 from rlsf_verl.models import resolve_model_path
 from rlsf_verl.rlsf.preferences import PreferencePair, pairs_to_dataset, prompt_for_tokenizer
+from rlsf_verl.rlsf.training import check_training_settings
 
 CONFIG_FILE = "rlsf_dpo.json"
 
@@ -56,20 +57,17 @@ class DPOTrainingConfig:
     gradient_checkpointing: bool = False  # True saves memory on large models at ~20% more time
 
     def __post_init__(self) -> None:
-        positive = {
-            "beta": self.beta,
-            "learning_rate": self.learning_rate,
-            "num_train_epochs": self.num_train_epochs,
-            "per_device_train_batch_size": self.per_device_train_batch_size,
-            "max_length": self.max_length,
-            "lora_r": self.lora_r,
-            "lora_alpha": self.lora_alpha,
-        }
-        for name, value in positive.items():
-            if not value > 0:
-                raise ValueError(f"DPOTrainingConfig.{name}: must be > 0, got {value!r}")
-        if self.max_steps == 0 or self.max_steps < -1:
-            raise ValueError(f"DPOTrainingConfig.max_steps: -1 (use num_train_epochs) or > 0, got {self.max_steps}")
+        check_training_settings(
+            "DPOTrainingConfig",
+            max_steps=self.max_steps,
+            beta=self.beta,
+            learning_rate=self.learning_rate,
+            num_train_epochs=self.num_train_epochs,
+            per_device_train_batch_size=self.per_device_train_batch_size,
+            max_length=self.max_length,
+            lora_r=self.lora_r,
+            lora_alpha=self.lora_alpha,
+        )
 
 
 @dataclass

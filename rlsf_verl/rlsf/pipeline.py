@@ -65,9 +65,11 @@ class PipelineConfig:
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     tau: float = 0.9  # a trace must reach this confidence to be "chosen" in a pair
     # The defaults fit the embedded CPU run in ~15 minutes: a few optimiser steps, not the paper's
-    # 3 epochs (set reward_model.max_steps=-1 reward_model.num_train_epochs=3 for that).
+    # 3 epochs (set reward_model.max_steps=-1 reward_model.num_train_epochs=3 for that). DPO trains
+    # a LoRA adapter, which needs a larger step than the paper's full fine-tuning rate of 1e-6
+    # (with 1e-6, six LoRA steps leave the policy's greedy answers unchanged).
     reward_model: RewardModelConfig = field(default_factory=lambda: RewardModelConfig(max_steps=6))
-    dpo: DPOTrainingConfig = field(default_factory=lambda: DPOTrainingConfig(max_steps=6))
+    dpo: DPOTrainingConfig = field(default_factory=lambda: DPOTrainingConfig(max_steps=6, learning_rate=5e-5))
     stages: list[str] = field(default_factory=lambda: list(STAGES))  # leave out e.g. "dpo" to skip it
 
     def __post_init__(self) -> None:

@@ -6,23 +6,16 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from rlsf_verl.models import build_tiny_model
 from rlsf_verl.rlsf.dpo import CONFIG_FILE, DPOTrainingConfig, train_dpo
 from rlsf_verl.rlsf.preferences import PreferencePair
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # A tiny model gains nothing from threads, and on a shared 2-core runner they oversubscribe.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# A tiny model gains nothing from threads, and on a shared 2-core runner they oversubscribe.
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def base(tmp_path_factory):
-    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model", seed=0)
+def base(tiny_model_dir):
+    return tiny_model_dir
 
 
 def pairs(n_prompts=6):

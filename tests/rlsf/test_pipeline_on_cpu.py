@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from rlsf_verl.models import build_tiny_model
 from rlsf_verl.rlsf.pipeline import STAGES, PipelineConfig, run_pipeline
 
 # Small enough for a 2-core CPU; tau=0 so that a random model still yields pairs.
@@ -34,8 +33,8 @@ DETERMINISTIC_OUTPUTS = ["problems.jsonl", "eval_problems.jsonl", "traces.jsonl"
 
 
 @pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory) -> Path:
-    return build_tiny_model(tmp_path_factory.mktemp("model") / "tiny")
+def tiny_model(tiny_model_dir) -> Path:
+    return tiny_model_dir
 
 
 def make_config(model: Path, run_dir: Path, *extra: str) -> PipelineConfig:
