@@ -136,6 +136,27 @@ class CoTDecoder(ABC):
         """The text sent to the model for ``prompt``."""
         return render_prompt_text(self.tokenizer, prompt, self.config.use_chat_template)
 
+    def _trace(
+        self,
+        prompt_index: int,
+        branch: int,
+        first: int,
+        prompt: str,
+        ids: list[int],
+        margins: list[float],
+        finished: bool,
+    ) -> Trace:
+        return Trace(
+            prompt_index=prompt_index,
+            branch=branch,
+            first_token_id=first,
+            prompt=prompt,
+            text=self.tokenizer.decode(ids, skip_special_tokens=True),
+            token_ids=ids,
+            margins=margins,
+            finished=finished,
+        )
+
     @abstractmethod
     def decode(self, prompts: list[str]) -> list[Trace]:
         """``len(prompts) * k`` traces, ordered by (prompt_index, branch)."""
@@ -200,18 +221,7 @@ class HFCoTDecoder(CoTDecoder):
                 first = torch.stack([top[rows[i], j] for i, j in batch])
                 generated = self._greedy(cache, mask[source], first, first_margin[source], budget, bar)
                 for (i, j), token, (ids, margins, finished) in zip(batch, first.tolist(), generated, strict=True):
-                    traces.append(
-                        Trace(
-                            prompt_index=i,
-                            branch=j,
-                            first_token_id=token,
-                            prompt=rendered[i],
-                            text=self.tokenizer.decode(ids, skip_special_tokens=True),
-                            token_ids=ids,
-                            margins=margins,
-                            finished=finished,
-                        )
-                    )
+                    traces.append(self._trace(i, j, token, rendered[i], ids, margins, finished))
                 # Rows that stopped early leave their unused budget: take it off the total.
                 bar.total -= sum(budget - len(ids) for ids, _, _ in generated)
                 bar.set_postfix(branches=f"{len(traces)}/{len(branches)}")
@@ -374,18 +384,7 @@ class VLLMCoTDecoder(CoTDecoder):
             else:
                 rest, rest_margins, finished = tails.get((i, j), ([], [], False))
                 ids, margins = [token, *rest], [margin, *rest_margins]
-            traces.append(
-                Trace(
-                    prompt_index=i,
-                    branch=j,
-                    first_token_id=token,
-                    prompt=rendered[i],
-                    text=self.tokenizer.decode(ids, skip_special_tokens=True),
-                    token_ids=ids,
-                    margins=margins,
-                    finished=finished,
-                )
-            )
+            traces.append(self._trace(i, j, token, rendered[i], ids, margins, finished))
         return traces
 
     def continue_greedy(self, prefixes: list[list[int]], max_new_tokens: int) -> list[tuple[list[int], list[float]]]:
