@@ -252,9 +252,11 @@ class Pipeline:
         per_part = max(1, self.config.decode.batch_size // self.config.decode.k)
         traces: list[dict] = []
         for start in range(0, len(prompts), per_part):
-            part = parts_dir / f"part-{start:06d}.jsonl"
+            stop = min(start + per_part, len(prompts))
+            # Named by its prompt range, so a part written with another batch size is never misread.
+            part = parts_dir / f"part-{start:06d}-{stop:06d}.jsonl"
             if not part.exists():
-                decoded = decoder.decode(prompts[start : start + per_part])
+                decoded = decoder.decode(prompts[start:stop])
                 rows = []
                 for trace in decoded:
                     row = trace.to_dict()

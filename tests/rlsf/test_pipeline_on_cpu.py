@@ -188,3 +188,32 @@ def test_killed_run_resumed_gives_the_uninterrupted_outputs(finished_run, tiny_m
         resumed_result.pop("path", None), reference_result.pop("path", None)
         assert resumed_result == reference_result, name
     assert not list(run_dir.rglob(".*")), "temporary files of the killed run were left behind"
+
+
+def test_decode_resumes_from_its_finished_parts(tiny_model, tmp_path):
+    run_dir = tmp_path / "run"
+    config = make_config(tiny_model, run_dir, "stages=[problems,decode]")
+    run_pipeline(config, log=lambda message: None)
+    reference = (run_dir / "traces.jsonl").read_bytes()
+    parts = sorted((run_dir / "decode_parts").iterdir())
+    assert [p.name for p in parts] == ["part-000000-000002.jsonl", "part-000002-000004.jsonl"]  # 6 rows = 2 prompts
+
+    # A run killed after the first part: only the second part is decoded again.
+    (run_dir / "stages" / "decode.json").unlink()
+    parts[1].unlink()
+    kept = parts[0].stat().st_mtime_ns
+    run_pipeline(config, log=lambda message: None)
+    assert parts[0].stat().st_mtime_ns == kept
+    assert (run_dir / "traces.jsonl").read_bytes() == reference
+
+    # Another batch size cuts other parts; the old ones are never misread as the new ones.
+    (run_dir / "stages" / "decode.json").unlink()
+    run_pipeline(make_config(tiny_model, run_dir, "stages=[problems,decode]", "decode.batch_size=3"), log=print)
+    rebatched = read_jsonl(run_dir / "traces.jsonl")
+    original = [json.loads(line) for line in reference.decode().splitlines()]
+    assert [(t["prompt_index"], t["branch"], t["token_ids"]) for t in rebatched] == [
+        (t["prompt_index"], t["branch"], t["token_ids"]) for t in original
+    ]
+    # Other batch shapes round differently in the last float32 bits, nothing more.
+    for new, old in zip(rebatched, original, strict=True):
+        assert new["margins"] == pytest.approx(old["margins"], abs=1e-4)
