@@ -34,6 +34,8 @@ SYMBOLS: dict[str, str] = {
     # advantage estimators
     "register_adv_est": "verl.trainer.ppo.core_algos:register_adv_est",
     "DataProto": "verl.protocol:DataProto",
+    # trainer config: Hydra config dir (ppo_trainer.yaml) is the folder of this file
+    "trainer_config_file": "verl.trainer.config:__file__",
 }
 
 

@@ -1,0 +1,135 @@
+"""Reject verl configs that set legacy top-level reward keys verl 0.9.1 silently ignores.
+
+verl 0.9.1's ``ppo_trainer.yaml`` still declares ``custom_reward_function.*``, ``reward_model.*``
+and ``sandbox_fusion.*`` at the top level (all null), but ``main_ppo`` reads reward settings only
+under ``reward.*``: a run configured the old way trains with the default reward and says nothing.
+Any non-null leaf under those three sections is an error here, with the key to set instead.
+
+>>> find_legacy_keys({"custom_reward_function": {"path": "/x.py", "name": None}})
+[('custom_reward_function.path', 'reward.custom_reward_function.path', '/x.py')]
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from rlsf_verl import compat
+
+# legacy top-level section -> the section verl 0.9.1 reads; a leaf keeps its name unless listed below
+LEGACY_SECTIONS: dict[str, str] = {
+    "custom_reward_function": "reward.custom_reward_function",
+    "reward_model": "reward.reward_model",
+    "sandbox_fusion": "reward.sandbox_fusion",
+}
+
+# Legacy leaves whose live key has another name or place (None: the live config has no counterpart).
+# Read off verl's own migration (experimental/reward_loop/reward_loop.py) and reward/reward.yaml;
+# the class name goes to reward_manager.name because that is what trainer/ppo/reward.py loads.
+_MOVED_LEAVES: dict[str, str | None] = {
+    "reward_model.num_workers": "reward.num_workers",
+    "reward_model.reward_manager": "reward.reward_manager.name",
+    "reward_model.reward_loop_source": "reward.reward_manager.source",
+    "reward_model.reward_loop_module_path": "reward.reward_manager.module.path",
+    "reward_model.reward_loop_class_name": "reward.reward_manager.name",
+    "reward_model.model.path": "reward.reward_model.model_path",
+    "reward_model.model.external_lib": None,
+    "reward_model.model.trust_remote_code": None,
+}
+
+
+class LegacyConfigError(ValueError):
+    """A verl config sets legacy top-level reward keys that verl 0.9.1 ignores."""
+
+
+def replacement_key(legacy_key: str) -> str | None:
+    """The ``reward.*`` key verl 0.9.1 reads instead of ``legacy_key``; None when there is none.
+
+    >>> replacement_key("reward_model.model.path")
+    'reward.reward_model.model_path'
+    """
+    if legacy_key in _MOVED_LEAVES:
+        return _MOVED_LEAVES[legacy_key]
+    section, _, rest = legacy_key.partition(".")
+    if section not in LEGACY_SECTIONS:
+        raise ValueError(f"{legacy_key!r} is not under a legacy section; expected one of {sorted(LEGACY_SECTIONS)}")
+    return f"{LEGACY_SECTIONS[section]}.{rest}" if rest else LEGACY_SECTIONS[section]
+
+
+def find_legacy_keys(config: Mapping | DictConfig) -> list[tuple[str, str | None, Any]]:
+    """``(legacy dotted key, replacement dotted key or None, value)`` for every non-null legacy leaf.
+
+    Interpolations are not resolved: ``"${...}"`` counts as set. An empty mapping or list counts as
+    a set leaf. Sections are visited in :data:`LEGACY_SECTIONS` order, leaves in config order.
+    When ``config`` has a ``reward`` section, a replacement it lacks (a leaf verl never declared,
+    added with ``+``) is reported as None rather than as a key that does not exist.
+    """
+    if isinstance(config, DictConfig):
+        config = OmegaConf.to_container(config, resolve=False)
+    if not isinstance(config, Mapping):
+        raise TypeError(f"config must be a mapping or an OmegaConf DictConfig, got {type(config).__name__}")
+    found: list[tuple[str, str | None, Any]] = []
+    for section in LEGACY_SECTIONS:
+        for key, value in _leaves(section, config.get(section)):
+            replacement = replacement_key(key)
+            if replacement is not None and "reward" in config and not _has_key(config, replacement):
+                replacement = None
+            found.append((key, replacement, value))
+    return found
+
+
+def check_verl_config(config: Mapping | DictConfig) -> None:
+    """Raise :class:`LegacyConfigError` listing every legacy reward key set in ``config``, one per line."""
+    found = find_legacy_keys(config)
+    if not found:
+        return
+    lines = [
+        f"{len(found)} legacy verl reward key(s) set; verl {compat.PINNED_VERL_VERSION} reads reward settings "
+        f"only under reward.* (mostly the same leaf under reward.<section>):"
+    ]
+    for key, replacement, value in found:
+        prefix = f"{key}={value} is a legacy verl key that verl {compat.PINNED_VERL_VERSION} silently ignores; "
+        if replacement is None:
+            lines.append(prefix + "verl has no same-named key under reward.*; move the setting by hand or drop it")
+        else:
+            lines.append(prefix + f"set {replacement} instead")
+    raise LegacyConfigError("\n".join(lines))
+
+
+def verl_trainer_config_dir() -> Path:
+    """The folder of the installed verl's Hydra trainer configs (``ppo_trainer.yaml``).
+
+    Found without importing verl (``import verl`` pulls in torch and its plugins, ~20 s): only the
+    top-level package is located, the rest of the path comes from the compat table.
+    """
+    module_name = compat.SYMBOLS["trainer_config_file"].partition(":")[0]
+    top, *rest = module_name.split(".")
+    spec = importlib.util.find_spec(top)
+    folder = Path(spec.submodule_search_locations[0], *rest) if spec and spec.submodule_search_locations else None
+    if folder is None or not (folder / "ppo_trainer.yaml").is_file():
+        raise compat.VerlCompatError(
+            f"verl's trainer config folder ({module_name}) with ppo_trainer.yaml not found; rlsf-verl is built "
+            f"for verl=={compat.PINNED_VERL_VERSION}, installed: {compat.installed_verl_version()}"
+        )
+    return folder
+
+
+def _has_key(config: Mapping, dotted_key: str) -> bool:
+    node: Any = config
+    for part in dotted_key.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+def _leaves(prefix: str, value: Any) -> list[tuple[str, Any]]:
+    if value is None:
+        return []
+    if isinstance(value, Mapping) and value:
+        return [leaf for key, child in value.items() for leaf in _leaves(f"{prefix}.{key}", child)]
+    return [(prefix, value)]
