@@ -25,7 +25,8 @@ def answers_equal(predicted: str | None, gold: str, kind: str = "math", *, tol: 
     """Whether ``predicted`` (None: no answer, never equal) matches ``gold``.
 
     ``kind="math"``: when both are numbers (decimals, fractions, simple ``\frac{a}{b}``) they are
-    equal if ``|predicted - gold| <= tol * max(1, |gold|)``; otherwise their normalised LaTeX
+    equal if their exact values are; when one is written as a decimal, also if
+    ``|predicted - gold| <= tol * max(1, |gold|)``; otherwise their normalised LaTeX
     spellings must be identical. ``kind="choice"``: same letter, any case, "(B)" and "B." allowed.
     """
     check_kind(kind)
@@ -40,5 +41,19 @@ def answers_equal(predicted: str | None, gold: str, kind: str = "math", *, tol: 
         return _choice_letter(predicted) == gold_letter
     predicted_value, gold_value = number_value(predicted), number_value(gold)
     if predicted_value is not None and gold_value is not None:
+        if predicted_value == gold_value:
+            return True
+        # Only a decimal may stand for a rounded value ("0.33" for 1/3); integers and fractions are
+        # exact, so 1000001 never matches 1000000 however large the numbers.
+        if not (_is_decimal(predicted) or _is_decimal(gold)):
+            return False
         return abs(predicted_value - gold_value) <= tol * max(1, abs(gold_value))
     return normalize_expression(predicted) == normalize_expression(gold)
+
+
+_DECIMAL_POINT_RE = re.compile(r"\d\.\d")
+
+
+def _is_decimal(answer: str) -> bool:
+    """Written with a decimal point ("0.50", "3.0"), so possibly a rounded value."""
+    return _DECIMAL_POINT_RE.search(answer) is not None

@@ -82,3 +82,15 @@ def test_a_fraction_matches_its_decimal_value(value, template):
     else:
         written = template.format(p=value.numerator, q=value.denominator)
     assert answers_equal(written, f"{float(value):.12f}")
+
+
+def test_large_neighbouring_integers_are_different_answers():
+    # A relative tolerance must not merge exact integers: that would reward off-by-one answers.
+    assert not answers_equal("1000001", "1000000")
+    assert not answers_equal("123456790", "123456789")
+    assert answers_equal("1,000,000", "1000000")
+
+
+def test_a_rounded_decimal_still_matches_within_tolerance():
+    assert answers_equal("2000000.0000001", "2000000")
+    assert answers_equal("0.3333333", "1/3")
