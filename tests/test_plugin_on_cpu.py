@@ -44,7 +44,8 @@ def test_import_verl_alone_registers_the_plugin_and_logs_one_line(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout.strip().splitlines()[-1])
-    assert report == {"registered": True, "functions": ["user_constant"]}
+    assert report["registered"] is True
+    assert "user_constant" in report["functions"] and "rlvr_math" in report["functions"]
     lines = [line for line in result.stderr.splitlines() if line.startswith("[rlsf-verl]")]
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("[rlsf-verl] INFO rlsf-verl registered with verl 0.9.1")

@@ -42,3 +42,6 @@ def get_reward_function(name: str) -> RewardFunction:
     if name not in REWARD_FUNCTIONS:
         raise unknown_name_error("reward function", name, REWARD_FUNCTIONS)
     return REWARD_FUNCTIONS[name]
+
+
+from rlsf_verl.rewards import verifiable  # noqa: E402,F401  (registers the built-in functions)
