@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import math
 import os
 import tempfile
 from collections.abc import Sequence
@@ -30,7 +29,7 @@ from typing import Any
 from rlsf_verl.io import atomic_dir, atomic_write_json
 from rlsf_verl.models import resolve_model_path
 from rlsf_verl.rlsf.preferences import PreferencePair, pairs_to_dataset, prompt_for_tokenizer
-from rlsf_verl.rlsf.training import check_training_settings
+from rlsf_verl.rlsf.training import check_training_loss, check_training_settings, trainer_arguments
 
 CONFIG_FILE = "rlsf_dpo.json"
 
@@ -155,32 +154,14 @@ def train_dpo(
         )
 
     with tempfile.TemporaryDirectory(prefix=".rlsf-dpo-") as scratch:
-        args = DPOConfig(
-            output_dir=scratch,  # save_strategy="no": nothing is kept there
-            beta=config.beta,
-            learning_rate=config.learning_rate,
-            num_train_epochs=config.num_train_epochs,
-            max_steps=config.max_steps,
-            per_device_train_batch_size=config.per_device_train_batch_size,
-            max_length=config.max_length,
-            seed=config.seed,
-            bf16=config.bf16,
-            gradient_checkpointing=config.gradient_checkpointing,
-            report_to="none",
-            save_strategy="no",
-            dataloader_num_workers=0,
-            dataloader_pin_memory=torch.cuda.is_available(),
-        )
+        args = DPOConfig(**trainer_arguments(config, scratch), beta=config.beta, max_length=config.max_length)
         with _no_dataset_progress_bars():
             trainer = DPOTrainer(
                 model=model, args=args, train_dataset=dataset, processing_class=tokenizer, peft_config=lora
             )
         n_train = len(trainer.train_dataset)
         output = trainer.train()
-    if not math.isfinite(output.training_loss):
-        raise FloatingPointError(
-            f"DPO training diverged (loss {output.training_loss}); lower DPOTrainingConfig.learning_rate"
-        )
+    check_training_loss(output.training_loss, "DPO", "DPOTrainingConfig")
     policy = trainer.accelerator.unwrap_model(trainer.model)
     if config.use_lora:
         policy = policy.merge_and_unload()

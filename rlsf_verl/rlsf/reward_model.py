@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import math
 import os
 import tempfile
 from collections.abc import Sequence
@@ -39,7 +38,7 @@ from typing import Any
 from rlsf_verl.io import atomic_dir, atomic_write_json
 from rlsf_verl.models import resolve_model_path
 from rlsf_verl.rlsf.preferences import PreferencePair, prompt_for_tokenizer, split_pairs
-from rlsf_verl.rlsf.training import check_training_settings
+from rlsf_verl.rlsf.training import check_training_loss, check_training_settings, trainer_arguments
 
 CONFIG_FILE = "rlsf_reward_model.json"
 
@@ -263,7 +262,6 @@ def fit_reward_model(
     pairs: Sequence[PreferencePair], base_model: str | os.PathLike, config: RewardModelConfig | None = None
 ) -> FittedRewardModel:
     """Train a LoRA Bradley-Terry RM on all of ``pairs`` and merge the LoRA; nothing is written."""
-    import torch
     from datasets import Dataset
     from peft import LoraConfig
     from transformers import set_seed
@@ -300,21 +298,7 @@ def fit_reward_model(
         modules_to_save=["score"],  # the head is new: train it in full, and the merge keeps it
     )
     with tempfile.TemporaryDirectory(prefix=".rlsf-rm-") as scratch:
-        args = RewardConfig(
-            output_dir=scratch,  # save_strategy="no": nothing is kept there
-            learning_rate=config.learning_rate,
-            num_train_epochs=config.num_train_epochs,
-            max_steps=config.max_steps,
-            per_device_train_batch_size=config.per_device_train_batch_size,
-            max_length=None,  # filtered above, with a count
-            seed=config.seed,
-            bf16=config.bf16,
-            gradient_checkpointing=config.gradient_checkpointing,
-            report_to="none",
-            save_strategy="no",
-            dataloader_num_workers=0,
-            dataloader_pin_memory=torch.cuda.is_available(),
-        )
+        args = RewardConfig(**trainer_arguments(config, scratch), max_length=None)  # filtered above, with a count
         trainer = RewardTrainer(
             model=model,
             args=args,
@@ -323,10 +307,7 @@ def fit_reward_model(
             peft_config=lora,
         )
         output = trainer.train()
-    if not math.isfinite(output.training_loss):
-        raise FloatingPointError(
-            f"reward model training diverged (loss {output.training_loss}); lower RewardModelConfig.learning_rate"
-        )
+    check_training_loss(output.training_loss, "reward model", "RewardModelConfig")
     merged = trainer.accelerator.unwrap_model(trainer.model).merge_and_unload()
     merged.eval()
     return FittedRewardModel(

@@ -10,6 +10,9 @@ ValueError: DPOTrainingConfig.max_steps: -1 (use num_train_epochs) or > 0, got 0
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 
 def check_training_settings(owner: str, max_steps: int, **positive: float) -> None:
     """Raise ValueError naming ``owner.field`` unless every ``positive`` value is > 0 and
@@ -19,3 +22,32 @@ def check_training_settings(owner: str, max_steps: int, **positive: float) -> No
             raise ValueError(f"{owner}.{name}: must be > 0, got {value!r}")
     if max_steps == 0 or max_steps < -1:
         raise ValueError(f"{owner}.max_steps: -1 (use num_train_epochs) or > 0, got {max_steps}")
+
+
+def trainer_arguments(config: Any, output_dir: str) -> dict[str, Any]:
+    """Keyword arguments that TRL's ``RewardConfig`` and ``DPOConfig`` take alike from our configs.
+
+    Nothing is saved into ``output_dir`` (``save_strategy="no"``); a scratch directory will do.
+    """
+    import torch
+
+    return {
+        "output_dir": output_dir,
+        "learning_rate": config.learning_rate,
+        "num_train_epochs": config.num_train_epochs,
+        "max_steps": config.max_steps,
+        "per_device_train_batch_size": config.per_device_train_batch_size,
+        "seed": config.seed,
+        "bf16": config.bf16,
+        "gradient_checkpointing": config.gradient_checkpointing,
+        "report_to": "none",
+        "save_strategy": "no",
+        "dataloader_num_workers": 0,
+        "dataloader_pin_memory": torch.cuda.is_available(),
+    }
+
+
+def check_training_loss(loss: float, what: str, owner: str) -> None:
+    """Raise FloatingPointError naming ``owner.learning_rate`` when training ``what`` diverged."""
+    if not math.isfinite(loss):
+        raise FloatingPointError(f"{what} training diverged (loss {loss}); lower {owner}.learning_rate")
