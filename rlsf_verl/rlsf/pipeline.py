@@ -243,8 +243,6 @@ class Pipeline:
 
     def stage_decode(self) -> dict:
         """CoT-decode every training prompt, in parts that survive a kill."""
-        from rlsf_verl.rlsf.decode import Trace
-
         problems = self.problems()
         prompts = self._prompts(problems)
         decoder = self.decoder()
@@ -265,7 +263,7 @@ class Pipeline:
                 atomic_write_jsonl(part, rows)
             traces.extend(_read_jsonl(part))
         atomic_write_jsonl(self.run / "traces.jsonl", traces)
-        n_tokens = sum(len(Trace.from_dict(t).token_ids) for t in traces)
+        n_tokens = sum(len(t["token_ids"]) for t in traces)
         return {"n_traces": len(traces), "n_tokens": n_tokens, "n_truncated": sum(not t["finished"] for t in traces)}
 
     def stage_confidence(self) -> dict:
@@ -321,12 +319,11 @@ class Pipeline:
         atomic_write_json(self.run / "dpo_result.json", result.to_dict())
         return result.to_dict()
 
-    def _greedy_eval(self, model_dir: Path, name: str):
-        """Greedy (first branch only) answers of ``model_dir`` on the held-out problems, scored."""
+    def _greedy_eval(self, model_dir: Path, name: str, problems):
+        """Greedy (first branch only) answers of ``model_dir`` on ``problems``, scored."""
         from rlsf_verl.analysis import calibration_report
         from rlsf_verl.rlsf.confidence import score_traces
 
-        problems = self.problems("eval_problems")
         decoder = self.decoder(model_dir)
         greedy_config = dataclasses.replace(self.config.decode, k=1)
         greedy = type(decoder)(decoder.model, decoder.tokenizer, greedy_config)
@@ -338,14 +335,15 @@ class Pipeline:
     def stage_evaluate(self) -> dict:
         from rlsf_verl.analysis import reliability_diagram
 
-        if not self.problems("eval_problems"):
+        problems = self.problems("eval_problems")
+        if not problems:
             raise ValueError("data.n_eval is 0: nothing to evaluate; set data.n_eval or leave 'evaluate' out of stages")
         models = {"before": self.model_path()}
         if "dpo" in self.config.stages:
             models["after"] = self.run / "dpo_model"
         reports, no_answer = {}, {}
         for name, model_dir in models.items():
-            reports[name], no_answer[name] = self._greedy_eval(model_dir, name)
+            reports[name], no_answer[name] = self._greedy_eval(model_dir, name, problems)
         reliability_diagram(reports, self.run / "reliability.png", title="RLSF (DPO): held-out calibration")
         atomic_write_json(self.run / "evaluation.json", {name: r.to_dict() for name, r in reports.items()})
         return {
