@@ -29,6 +29,7 @@ SYMBOLS: dict[str, str] = {
     "RewardManagerBase": "verl.experimental.reward_loop.reward_manager.base:RewardManagerBase",
     "register_reward_manager": "verl.experimental.reward_loop.reward_manager.registry:register",
     "REWARD_MANAGER_REGISTRY": "verl.experimental.reward_loop.reward_manager.registry:REWARD_MANAGER",
+    "RewardLoopManager": "verl.experimental.reward_loop.reward_loop:RewardLoopManager",
     # engines: looked up by (device, vendor); ours are registered with vendor="rlsf"
     "EngineRegistry": "verl.workers.engine.base:EngineRegistry",
     # advantage estimators

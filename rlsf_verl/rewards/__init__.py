@@ -44,4 +44,16 @@ def get_reward_function(name: str) -> RewardFunction:
     return REWARD_FUNCTIONS[name]
 
 
-from rlsf_verl.rewards import verifiable  # noqa: E402,F401  (registers the built-in functions)
+def __getattr__(name: str) -> RewardFunction:
+    """Registered reward functions as attributes of this package, so verl loads any of them with
+    ``reward.custom_reward_function.path=pkg://rlsf_verl.rewards`` and ``...name=<registered name>``.
+
+    Unknown names raise AttributeError (imports and ``hasattr`` rely on that); the message still says
+    "did you mean", and :func:`rlsf_verl.config_check.check_config` rejects the name before training.
+    """
+    if name not in REWARD_FUNCTIONS:
+        raise AttributeError(str(unknown_name_error("reward function", name, REWARD_FUNCTIONS)))
+    return REWARD_FUNCTIONS[name]
+
+
+from rlsf_verl.rewards import combine, shaping, verifiable  # noqa: E402,F401  (registers the built-in functions)
