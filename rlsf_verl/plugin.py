@@ -30,7 +30,7 @@ EXTRA_MODULES_ENV = "RLSF_VERL_EXTRA_MODULES"
 LOG_LEVEL_ENV = "RLSF_VERL_LOG_LEVEL"
 
 # Modules whose import registers our reward managers, reward functions and engines with verl.
-REGISTRATION_MODULES: tuple[str, ...] = ("rlsf_verl.rewards",)
+REGISTRATION_MODULES: tuple[str, ...] = ("rlsf_verl.rewards", "rlsf_verl.reward_managers")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,219 @@
+"""The self-confidence reward manager: a frozen scorer model's confidence in each response.
+
+Selected with ``rlsf_reward=self_confidence`` (``python -m rlsf_verl.main_ppo``) or, on verl's own
+entry point, ``reward.reward_manager.name=self_confidence`` plus the ``reward.self_confidence``
+settings of ``rlsf_verl/config/rlsf_reward/self_confidence.yaml``. Signals (``signal=``):
+
+- ``answer_margin``: mean over the response's answer span of p(top1) - p(top2), RLSF's
+  CoT-decoding confidence (a response with no answer scores 0, flagged ``no_answer``);
+- ``self_certainty``: mean over the response of KL(U || p) (Intuitor);
+- ``neg_entropy``: minus the mean token entropy (RENT);
+- ``neg_trajectory_entropy``: mean log p of the response tokens.
+
+The scorer is the initial policy unless ``model_path`` says otherwise, run in the reward worker
+(``backend=local``) or asked over HTTP (``backend=server``, a vLLM completions server: answer_margin
+and neg_trajectory_entropy only). ``verifiable_weight`` mixes in the configured reward function
+(``reward.custom_reward_function``), e.g. RLVR. Empty and truncated responses score 0 for the
+confidence term, with a flag in ``reward_extra_info`` and a counted warning: never NaN.
+
+>>> SelfConfidenceSettings.from_mapping({"signal": "self_certainty"}).signal
+'self_certainty'
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import inspect
+import logging
+import math
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from rlsf_verl import compat
+from rlsf_verl.answers import char_span_to_token_span, extract_answer
+from rlsf_verl.naming import unknown_name_error
+from rlsf_verl.reward_managers.scorers import LocalScorer, Scorer, ServerScorer, TokenScores
+from rlsf_verl.reward_managers.trajectory import Trajectory, eos_token_ids, read_trajectory
+
+logger = logging.getLogger(__name__)
+
+# signal name -> (TokenScores field, sign, averaged over: "answer" span or whole "response")
+SIGNALS: dict[str, tuple[str, float, str]] = {
+    "answer_margin": ("margin", 1.0, "answer"),
+    "self_certainty": ("self_certainty", 1.0, "response"),
+    "neg_entropy": ("entropy", -1.0, "response"),
+    "neg_trajectory_entropy": ("logprob", 1.0, "response"),
+}
+BACKENDS = ("local", "server")
+ANSWER_KINDS = ("math", "choice")
+
+
+@dataclass(frozen=True)
+class SelfConfidenceSettings:
+    """``reward.self_confidence.*``; see ``rlsf_verl/config/rlsf_reward/self_confidence.yaml``."""
+
+    signal: str = "answer_margin"
+    backend: str = "local"
+    model_path: str | None = None  # None: the policy's initial weights (actor_rollout_ref.model.path)
+    server_url: str | None = None
+    server_model: str | None = None  # the model name the server knows; None: model_path
+    answer_kind: str = "math"
+    device: str = "cpu"
+    dtype: str = "float32"
+    max_batch_size: int = 8
+    batch_wait_ms: float = 5.0
+    confidence_weight: float = 1.0
+    verifiable_weight: float = 0.0
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any], policy_path: str | None = None) -> SelfConfidenceSettings:
+        fields = {f.name for f in dataclasses.fields(cls)}
+        for key in values:
+            if key not in fields:
+                raise unknown_name_error("reward.self_confidence key", key, fields)
+        settings = cls(**dict(values))
+        if settings.model_path is None and policy_path is not None:
+            settings = dataclasses.replace(settings, model_path=policy_path)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        if self.signal not in SIGNALS:
+            raise unknown_name_error("reward.self_confidence.signal", self.signal, SIGNALS)
+        if self.backend not in BACKENDS:
+            raise unknown_name_error("reward.self_confidence.backend", self.backend, BACKENDS)
+        if self.answer_kind not in ANSWER_KINDS:
+            raise unknown_name_error("reward.self_confidence.answer_kind", self.answer_kind, ANSWER_KINDS)
+        field = SIGNALS[self.signal][0]
+        if self.backend == "server":
+            if field not in ServerScorer.signals:
+                usable = sorted(name for name, spec in SIGNALS.items() if spec[0] in ServerScorer.signals)
+                raise ValueError(
+                    f"reward.self_confidence.signal={self.signal} needs the full next-token distribution, which a "
+                    f"completions server does not return; use backend=local, or a server signal: {', '.join(usable)}"
+                )
+            if not self.server_url:
+                raise ValueError("reward.self_confidence.server_url: required with backend=server (http://host:port)")
+        if self.model_path is None and (self.backend == "local" or self.server_model is None):
+            raise ValueError(
+                "reward.self_confidence.model_path: not set and no actor_rollout_ref.model.path to default to"
+            )
+        for name in ("confidence_weight", "verifiable_weight"):
+            if not math.isfinite(getattr(self, name)):
+                raise ValueError(f"reward.self_confidence.{name}={getattr(self, name)}: must be a finite number")
+
+    def make_scorer(self) -> Scorer:
+        if self.backend == "server":
+            return ServerScorer(self.server_url, self.server_model or self.model_path)
+        return LocalScorer(
+            self.model_path, self.device, self.dtype, self.max_batch_size, batch_wait_s=self.batch_wait_ms / 1000
+        )
+
+
+def sequence_confidence(scores: TokenScores, signal: str, answer_span: tuple[int, int] | None) -> float:
+    """Reduce per-token scores to the configured signal; ``answer_span`` indexes response tokens.
+
+    >>> import torch
+    >>> s = TokenScores(torch.tensor([0.2, 0.8, 0.6]), torch.zeros(3), None, None)
+    >>> round(sequence_confidence(s, "answer_margin", (1, 3)), 6)
+    0.7
+    """
+    field, sign, over = SIGNALS[signal]
+    values = getattr(scores, field)
+    if over == "answer":
+        if answer_span is None:
+            raise ValueError("answer_span: required for the answer_margin signal")
+        values = values[answer_span[0] : answer_span[1]]
+    return sign * float(values.double().mean())
+
+
+def _register(cls: type) -> type:
+    return compat.resolve("register_reward_manager")("self_confidence")(cls)
+
+
+@_register
+class SelfConfidenceRewardManager(compat.resolve("RewardManagerBase")):
+    """verl reward manager scoring each response by a frozen scorer's confidence in it."""
+
+    warnings: Counter = Counter()  # per worker process: how often each kind of bad input was seen
+
+    def __init__(self, config, tokenizer, compute_score, reward_router_address=None, reward_model_tokenizer=None):
+        super().__init__(config, tokenizer, compute_score)
+        section = config.reward.get("self_confidence")
+        if section is None:
+            raise ValueError(
+                "reward.self_confidence: missing; select this manager with rlsf_reward=self_confidence "
+                "(or add the reward.self_confidence section of rlsf_verl/config/rlsf_reward/self_confidence.yaml)"
+            )
+        policy_path = config.actor_rollout_ref.model.get("path")
+        self.settings = SelfConfidenceSettings.from_mapping(dict(section), policy_path=policy_path)
+        if self.settings.verifiable_weight and config.reward.custom_reward_function.get("path") is None:
+            raise ValueError(
+                f"reward.self_confidence.verifiable_weight={self.settings.verifiable_weight} mixes in a verifiable "
+                "reward, but reward.custom_reward_function.path is not set; set it (e.g. path=pkg://rlsf_verl.rewards "
+                "name=rlvr_math) or set verifiable_weight=0"
+            )
+        self.scorer = self.settings.make_scorer()
+        if isinstance(self.scorer, LocalScorer) and self.scorer.tokenizer.get_vocab() != tokenizer.get_vocab():
+            raise ValueError(
+                f"reward.self_confidence.model_path={self.settings.model_path}: its tokenizer differs from the "
+                "policy's; the scorer reads the policy's token ids, so use a scorer of the same model family"
+            )
+        self.eos_ids = eos_token_ids(tokenizer, policy_path)
+        self.is_async_reward_score = inspect.iscoroutinefunction(compute_score)
+
+    async def run_single(self, data) -> dict:
+        trajectory = read_trajectory(data, self.tokenizer, self.eos_ids)
+        info = {"no_answer": 0.0, "empty": float(trajectory.empty), "truncated": float(trajectory.truncated)}
+        confidence = 0.0
+        if trajectory.empty:
+            self._warn("empty", "empty response: confidence 0")
+        elif trajectory.truncated:
+            self._warn("truncated", "truncated response (no EOS): confidence 0")
+        else:
+            confidence = await self._confidence(trajectory, info)
+        score = self.settings.confidence_weight * confidence
+        info["confidence"] = confidence
+        if self.settings.verifiable_weight:
+            info["verifiable"] = await self._verifiable(trajectory)
+            score += self.settings.verifiable_weight * info["verifiable"]
+        info["score"] = score
+        return {"reward_score": score, "reward_extra_info": info}
+
+    async def _confidence(self, trajectory: Trajectory, info: dict) -> float:
+        encoding = self.tokenizer(trajectory.response_text, add_special_tokens=False, return_offsets_mapping=True)
+        span = None
+        if SIGNALS[self.settings.signal][2] == "answer":
+            choices = trajectory.extra_info.get("choices", "ABCDE")
+            answer = extract_answer(trajectory.response_text, self.settings.answer_kind, choices=choices)
+            if answer is not None:
+                span = char_span_to_token_span(encoding["offset_mapping"], answer.start, answer.end)
+            if span is None:
+                info["no_answer"] = 1.0
+                self._warn("no_answer", "no answer span in the response: confidence 0")
+                return 0.0
+        scores = await self.scorer.score(trajectory.prompt_ids, list(encoding["input_ids"]))
+        return sequence_confidence(scores, self.settings.signal, span)
+
+    async def _verifiable(self, trajectory: Trajectory) -> float:
+        kwargs = dict(
+            data_source=trajectory.data_source,
+            solution_str=trajectory.response_text,
+            ground_truth=trajectory.ground_truth,
+            extra_info=trajectory.extra_info,
+        )
+        if self.is_async_reward_score:
+            result = await self.compute_score(**kwargs)
+        else:
+            result = await asyncio.get_running_loop().run_in_executor(None, lambda: self.compute_score(**kwargs))
+        return float(result["score"] if isinstance(result, dict) else result)
+
+    @classmethod
+    def _warn(cls, kind: str, message: str) -> None:
+        cls.warnings[kind] += 1
+        count = cls.warnings[kind]
+        if count & (count - 1) == 0:  # 1, 2, 4, 8, ...: visible without flooding the log
+            logger.warning("[rlsf-verl] self_confidence: %s (%d so far in this worker)", message, count)

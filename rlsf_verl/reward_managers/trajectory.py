@@ -1,0 +1,71 @@
+"""One trajectory as a reward manager receives it from verl, read once into plain fields.
+
+verl hands ``run_single`` a one-row ``DataProto``: left-padded ``prompts`` and right-padded
+``responses`` with one ``attention_mask`` over both (the colocated reward step), or the same
+unpadded with an all-ones mask (the agent loop's streaming reward). Both read the same here.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Trajectory:
+    prompt_ids: list[int]
+    response_ids: list[int]  # as generated, EOS included when the model stopped
+    response_text: str  # decoded without special tokens, as verl's own managers do
+    truncated: bool  # the response does not end in an EOS token: cut off at the length limit
+    data_source: str
+    ground_truth: Any
+    extra_info: dict
+    raw_prompt: Any
+    uid: str | None
+
+    @property
+    def empty(self) -> bool:
+        """No text once special tokens are gone (an immediate EOS, or whitespace only)."""
+        return not self.response_text.strip()
+
+
+def read_trajectory(data: Any, tokenizer: Any, eos_token_ids: frozenset[int]) -> Trajectory:
+    """The last row of ``data`` (verl scores the last sequence of a multi-turn sample)."""
+    item = data[-1:][0]
+    prompts = item.batch["prompts"]
+    responses = item.batch["responses"]
+    mask = item.batch["attention_mask"].bool()
+    prompt_ids = prompts[mask[: prompts.shape[-1]]].tolist()
+    response_ids = responses[mask[-responses.shape[-1] :]].tolist()
+    non_tensor = item.non_tensor_batch
+    reward_model = non_tensor.get("reward_model") or {}
+    uid = non_tensor.get("uid")
+    return Trajectory(
+        prompt_ids=prompt_ids,
+        response_ids=response_ids,
+        response_text=tokenizer.decode(response_ids, skip_special_tokens=True),
+        truncated=not response_ids or response_ids[-1] not in eos_token_ids,
+        data_source=str(non_tensor.get("data_source", "")),
+        ground_truth=reward_model.get("ground_truth"),
+        extra_info=dict(non_tensor.get("extra_info") or {}),
+        raw_prompt=non_tensor.get("raw_prompt"),
+        uid=None if uid is None else str(uid),
+    )
+
+
+def eos_token_ids(tokenizer: Any, model_path: str | os.PathLike | None) -> frozenset[int]:
+    """Every token id that ends generation: the tokenizer's EOS plus the model's generation config's
+    (Qwen and Llama-3 chat models stop on more than one)."""
+    ids = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
+    if model_path is not None and os.path.isfile(os.path.join(model_path, "generation_config.json")):
+        from transformers import GenerationConfig
+
+        configured = GenerationConfig.from_pretrained(model_path).eos_token_id
+        ids.update(configured if isinstance(configured, list) else [] if configured is None else [configured])
+    if not ids:
+        raise ValueError(
+            "tokenizer.eos_token_id: not set and the model has no generation_config.json eos_token_id; "
+            "set eos_token in the tokenizer so truncated responses can be told from finished ones"
+        )
+    return frozenset(ids)

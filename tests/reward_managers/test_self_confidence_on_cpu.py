@@ -1,0 +1,186 @@
+"""The self-confidence manager: its scores are the signal core's values on the scorer's own logits,
+bad responses score 0 with a flag, and it runs inside verl's real reward loop."""
+
+import asyncio
+
+import pytest
+import torch
+
+from rlsf_verl.answers import answer_token_span
+from rlsf_verl.reward_loop import RewardLoop, Sample, build_reward_batch, compose_config
+from rlsf_verl.reward_managers.scorers import LocalScorer
+from rlsf_verl.reward_managers.self_confidence import SelfConfidenceRewardManager, SelfConfidenceSettings
+from rlsf_verl.signals import sequence_signals
+
+QUESTION = [{"role": "user", "content": "Tom has 3 apples and buys 4 more. How many apples?"}]
+RIGHT = Sample(QUESTION, "3 + 4 = 7. The answer is 7.", "7")
+WRONG = Sample(QUESTION, "3 + 4 = 8. The answer is 8.", "7")
+UNPARSABLE = Sample(QUESTION, "I am not sure how to count apples.", "7")
+EMPTY = Sample(QUESTION, "", "7")
+TRUNCATED = Sample(QUESTION, "3 + 4 = 7. The answer is", "7", truncated=True)
+SEVERAL = Sample(QUESTION, "Maybe 5, maybe 6. Actually \\boxed{7}, not 9.", "7")
+ALL = [RIGHT, WRONG, UNPARSABLE, EMPTY, TRUNCATED, SEVERAL]
+
+
+def manager_config(model_dir, *overrides):
+    return compose_config(
+        [f"actor_rollout_ref.model.path={model_dir}", "rlsf_reward=self_confidence", "reward.num_workers=1", *overrides]
+    )
+
+
+def expected_confidence(model, tokenizer, sample, signal):
+    """The signal core on one unpadded sequence: full-vocab logits, mean over response or answer tokens."""
+    prompt = list(tokenizer.apply_chat_template(sample.prompt, add_generation_prompt=True, tokenize=True)["input_ids"])
+    response = tokenizer(sample.response, add_special_tokens=False)["input_ids"]
+    ids = torch.tensor([prompt + response])
+    with torch.no_grad():
+        logits = model(input_ids=ids).logits[:, len(prompt) - 1 : -1]
+    mask = torch.ones(1, len(response), dtype=torch.bool)
+    if signal == "answer_margin":
+        span = answer_token_span(sample.response, tokenizer)
+        if span is None:
+            return 0.0
+        mask[:] = False
+        mask[0, span[1][0] : span[1][1]] = True
+    out = sequence_signals(logits.double(), mask, torch.tensor([response]))
+    return {
+        "answer_margin": out["margin"],
+        "self_certainty": out["self_certainty"],
+        "neg_entropy": -out["entropy"],
+        "neg_trajectory_entropy": -out["trajectory_entropy"],
+    }[signal].item()
+
+
+def run_manager(manager, batch):
+    async def score_all():
+        return await asyncio.gather(*(manager.run_single(batch[i : i + 1]) for i in range(len(batch))))
+
+    return asyncio.run(score_all())
+
+
+@pytest.fixture(scope="module")
+def batch(tiny_lm):
+    return build_reward_batch(ALL, tiny_lm[1])
+
+
+@pytest.mark.parametrize("signal", ["answer_margin", "self_certainty", "neg_entropy", "neg_trajectory_entropy"])
+def test_scores_equal_the_signal_core_on_the_scorer_logits(tiny_model_dir, tiny_lm, batch, signal):
+    config = manager_config(tiny_model_dir, f"reward.self_confidence.signal={signal}")
+    manager = SelfConfidenceRewardManager(config, tiny_lm[1], compute_score=None)
+    results = run_manager(manager, batch)
+    for sample, result in zip([RIGHT, WRONG, SEVERAL], [results[0], results[1], results[5]], strict=True):
+        expected = expected_confidence(*tiny_lm, sample, signal)
+        assert result["reward_score"] == pytest.approx(expected, abs=1e-5)
+        assert result["reward_extra_info"]["confidence"] == result["reward_score"]
+
+
+def test_bad_responses_score_zero_with_a_flag_and_never_nan(tiny_model_dir, tiny_lm, batch):
+    manager = SelfConfidenceRewardManager(manager_config(tiny_model_dir), tiny_lm[1], compute_score=None)
+    results = run_manager(manager, batch)
+    info = [result["reward_extra_info"] for result in results]
+    assert [i["no_answer"] for i in info] == [0.0, 0.0, 1.0, 0.0, 0.0, 0.0]
+    assert [i["empty"] for i in info] == [0.0, 0.0, 0.0, 1.0, 0.0, 0.0]
+    assert [i["truncated"] for i in info] == [0.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+    assert [results[k]["reward_score"] for k in (2, 3, 4)] == [0.0, 0.0, 0.0]
+    assert all(set(i) == set(info[0]) for i in info), "reward_extra_info keys must match across samples"
+    assert all(torch.isfinite(torch.tensor(r["reward_score"])) for r in results)
+    assert SelfConfidenceRewardManager.warnings["no_answer"] >= 1
+
+
+def test_several_candidate_answers_score_the_final_one(tiny_lm):
+    answer, span = answer_token_span(SEVERAL.response, tiny_lm[1])
+    assert answer.value == "7"
+    assert span[1] > span[0]
+
+
+def test_local_scorer_batches_padded_requests_like_single_ones(tiny_model_dir):
+    scorer = LocalScorer(str(tiny_model_dir), max_batch_size=4)
+    requests = [([1, 2, 3, 4, 5], [6, 7]), ([8, 9], [10, 11, 12, 13, 14, 15])]
+    together = scorer.score_batch(requests)
+    for request, batched in zip(requests, together, strict=True):
+        alone = scorer.score_batch([request])[0]
+        for field in ("margin", "logprob", "entropy", "self_certainty"):
+            torch.testing.assert_close(getattr(batched, field), getattr(alone, field), atol=1e-5, rtol=0)
+
+
+def test_concurrent_requests_share_one_forward_pass(tiny_model_dir, monkeypatch):
+    scorer = LocalScorer(str(tiny_model_dir), max_batch_size=8, batch_wait_s=0.05)
+    sizes = []
+    real = scorer.score_batch
+    monkeypatch.setattr(scorer, "score_batch", lambda requests: sizes.append(len(requests)) or real(requests))
+
+    async def score_five():
+        return await asyncio.gather(*(scorer.score([1, 2, 3], [4 + i, 5]) for i in range(5)))
+
+    assert len(asyncio.run(score_five())) == 5
+    assert sizes == [5]
+
+
+def test_verifiable_weight_mixes_in_the_reward_function(tiny_model_dir, tiny_lm, batch):
+    from rlsf_verl.rewards import get_reward_function
+
+    config = manager_config(
+        tiny_model_dir, "reward.self_confidence.verifiable_weight=2.0", "reward.self_confidence.confidence_weight=0.5"
+    )
+    manager = SelfConfidenceRewardManager(config, tiny_lm[1], compute_score=get_reward_function("rlvr_math"))
+    right, wrong = run_manager(manager, batch[0:2])
+    assert right["reward_extra_info"]["verifiable"] == 1.0
+    assert wrong["reward_extra_info"]["verifiable"] == 0.0
+    for result in (right, wrong):
+        info = result["reward_extra_info"]
+        assert result["reward_score"] == pytest.approx(0.5 * info["confidence"] + 2.0 * info["verifiable"])
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"signal": "self_certanty"}, "did you mean 'self_certainty'"),
+        ({"backend": "sever"}, "did you mean 'server'"),
+        ({"signall": "self_certainty"}, "did you mean 'signal'"),
+        ({"backend": "server", "signal": "self_certainty", "server_url": "http://x"}, "use backend=local"),
+        ({"backend": "server"}, "server_url: required"),
+        ({"verifiable_weight": float("nan")}, "must be a finite number"),
+    ],
+)
+def test_wrong_settings_fail_naming_the_field(settings, message):
+    with pytest.raises(ValueError, match=message):
+        SelfConfidenceSettings.from_mapping(settings, policy_path="/models/policy")
+
+
+def test_verifiable_weight_without_a_reward_function_fails(tiny_model_dir, tiny_lm):
+    config = manager_config(
+        tiny_model_dir, "reward.self_confidence.verifiable_weight=1.0", "reward.custom_reward_function.path=null"
+    )
+    with pytest.raises(ValueError, match="reward.custom_reward_function.path is not set"):
+        SelfConfidenceRewardManager(config, tiny_lm[1], compute_score=None)
+
+
+def test_scorer_with_another_vocabulary_is_refused(tmp_path, tiny_model_dir, tiny_lm):
+    import json
+    import shutil
+
+    other = tmp_path / "other"
+    shutil.copytree(tiny_model_dir, other)
+    tokenizer_json = json.loads((other / "tokenizer.json").read_text())
+    vocab = tokenizer_json["model"]["vocab"]
+    first, second = list(vocab)[100:102]
+    vocab[first], vocab[second] = vocab[second], vocab[first]  # same size, two ids swapped
+    (other / "tokenizer.json").write_text(json.dumps(tokenizer_json))
+    config = manager_config(tiny_model_dir, f"reward.self_confidence.model_path={other}")
+    with pytest.raises(ValueError, match="its tokenizer differs from the policy's"):
+        SelfConfidenceRewardManager(config, tiny_lm[1], compute_score=None)
+
+
+def test_inside_verls_reward_loop_batch_and_streaming(ray_cluster, tiny_model_dir, tiny_lm, batch):
+    config = manager_config(tiny_model_dir, "reward.self_confidence.verifiable_weight=1.0")
+    expected = [expected_confidence(*tiny_lm, sample, "answer_margin") for sample in ALL]
+    expected[3] = expected[4] = 0.0  # empty, truncated
+    with RewardLoop(config) as loop:
+        for result in (loop.score(batch), loop.score_streaming(batch)):
+            assert result.extra_info["confidence"] == pytest.approx(expected, abs=1e-5)
+            # the reward function reads text only: the cut-off "... = 7. The answer is" still grades 7
+            assert result.extra_info["verifiable"] == [1.0, 0.0, 0.0, 0.0, 1.0, 1.0]
+            assert result.scores == pytest.approx(
+                [c + v for c, v in zip(expected, result.extra_info["verifiable"], strict=True)]
+            )
+            assert result.extra_info["truncated"] == [0.0, 0.0, 0.0, 0.0, 1.0, 0.0]
