@@ -35,6 +35,8 @@ SYMBOLS: dict[str, str] = {
     # advantage estimators
     "register_adv_est": "verl.trainer.ppo.core_algos:register_adv_est",
     "DataProto": "verl.protocol:DataProto",
+    # trainer: verl's Hydra main (called with a composed config, it runs it without re-parsing argv)
+    "verl_main_ppo": "verl.trainer.main_ppo:main",
     # trainer config: Hydra config dir (ppo_trainer.yaml) is the folder of this file
     "trainer_config_file": "verl.trainer.config:__file__",
 }

@@ -42,6 +42,10 @@ _MOVED_LEAVES: dict[str, str | None] = {
 }
 
 
+# where rlsf-verl's registered reward functions are found by name (see rlsf_verl.rewards.__getattr__)
+REWARDS_PACKAGE = "pkg://rlsf_verl.rewards"
+
+
 class LegacyConfigError(ValueError):
     """A verl config sets legacy top-level reward keys that verl 0.9.1 ignores."""
 
@@ -98,6 +102,53 @@ def check_verl_config(config: Mapping | DictConfig) -> None:
         else:
             lines.append(prefix + f"set {replacement} instead")
     raise LegacyConfigError("\n".join(lines))
+
+
+def check_reward_config(config: DictConfig) -> None:
+    """Reject reward settings that would only fail inside a Ray reward worker after start-up, or never.
+
+    Checks the reward function name when it comes from ``pkg://rlsf_verl.rewards``, the weighted
+    reward's terms, the reward manager's name when taken from verl's registry, and the settings of
+    rlsf-verl's own managers; unknown names answer "did you mean". Imports verl (the registry).
+    """
+    reward = config.reward
+    function = reward.custom_reward_function
+    if function.get("path") == REWARDS_PACKAGE:
+        from rlsf_verl.rewards import get_reward_function
+
+        try:
+            get_reward_function(function.name)
+        except ValueError as error:
+            raise ValueError(f"reward.custom_reward_function.name: {error}") from None
+        if function.name == "weighted":
+            from rlsf_verl.rewards.combine import combine_rewards
+
+            kwargs = function.get("reward_kwargs") or {}
+            combine_rewards(kwargs.get("weights"), kwargs.get("term_kwargs"))
+    manager = reward.reward_manager
+    if manager.source == "register":
+        from rlsf_verl.naming import unknown_name_error
+
+        registry = compat.resolve("REWARD_MANAGER_REGISTRY")
+        if manager.name not in registry:
+            raise ValueError(
+                f"reward.reward_manager.name: {unknown_name_error('reward manager', manager.name, registry)}"
+            )
+        if manager.name == "self_confidence":
+            from rlsf_verl.reward_managers.self_confidence import SelfConfidenceSettings
+
+            section = reward.get("self_confidence")
+            if section is None:
+                raise ValueError(
+                    "reward.self_confidence: missing; select this manager with rlsf_reward=self_confidence"
+                )
+            SelfConfidenceSettings.from_mapping(dict(section), policy_path=config.actor_rollout_ref.model.get("path"))
+
+
+def check_config(config: DictConfig) -> None:
+    """Every check rlsf-verl runs on a composed verl config before training starts."""
+    check_verl_config(config)
+    check_reward_config(config)
 
 
 def verl_trainer_config_dir() -> Path:

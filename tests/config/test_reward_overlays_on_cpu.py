@@ -1,0 +1,98 @@
+"""Each reward is one override away: the rlsf_reward overlays compose with verl's real trainer config,
+resolve to our function or manager, and misspelt names fail before training with "did you mean"."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+import rlsf_verl.config
+from rlsf_verl.config_check import check_config
+from rlsf_verl.reward_loop import compose_config
+
+REWARD_OPTIONS = sorted(p.stem for p in (Path(rlsf_verl.config.__file__).parent / "rlsf_reward").glob("*.yaml"))
+# option -> (custom reward function name, reward manager name) it must resolve to
+EXPECTED = {
+    "rlvr_math": ("rlvr_math", "naive"),
+    "rlvr_choice": ("rlvr_choice", "naive"),
+    "weighted": ("weighted", "naive"),
+    "self_confidence": ("rlvr_math", "self_confidence"),
+    "rlsf_rm": ("rlvr_math", "rlsf_rm"),
+}
+
+
+def compose(*overrides):
+    return compose_config(["actor_rollout_ref.model.path=/models/policy", *overrides])
+
+
+def test_every_overlay_file_has_an_expectation():
+    assert set(REWARD_OPTIONS) == set(EXPECTED)
+
+
+@pytest.mark.parametrize("option", REWARD_OPTIONS)
+def test_overlay_selects_our_function_and_manager_and_passes_the_checks(option):
+    config = compose(f"rlsf_reward={option}", "reward.reward_model.model_path=/models/rm")
+    function, manager = EXPECTED[option]
+    assert config.reward.custom_reward_function.path == "pkg://rlsf_verl.rewards"
+    assert config.reward.custom_reward_function.name == function
+    assert config.reward.reward_manager.name == manager
+    check_config(config)
+
+
+def test_default_is_the_rlvr_baseline_and_switching_changes_only_the_reward_section():
+    default = OmegaConf.to_container(compose(), resolve=False)
+    switched = OmegaConf.to_container(compose("rlsf_reward=self_confidence"), resolve=False)
+    assert default["reward"]["custom_reward_function"]["name"] == "rlvr_math"
+    assert {key for key in default if default[key] != switched[key]} == {"reward"}
+
+
+def test_weighted_overlay_weights_are_plain_overrides():
+    config = compose("rlsf_reward=weighted", "reward.custom_reward_function.reward_kwargs.weights.format=0.5")
+    assert dict(config.reward.custom_reward_function.reward_kwargs.weights) == {"rlvr_math": 1.0, "format": 0.5}
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["reward.custom_reward_function.name=rlvr_mth"], "did you mean 'rlvr_math'"),
+        (["reward.reward_manager.name=self_confidense"], "did you mean 'self_confidence'"),
+        (["rlsf_reward=self_confidence", "reward.self_confidence.signal=entropy"], "reward.self_confidence.signal"),
+        (["rlsf_reward=weighted", "+reward.custom_reward_function.reward_kwargs.weights.formatt=1"], "did you mean"),
+    ],
+)
+def test_misspelt_names_fail_before_training(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        check_config(compose(*overrides))
+
+
+def _run(*args, timeout=240):
+    env = {**os.environ, "HYDRA_FULL_ERROR": "0"}
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def test_main_ppo_refuses_a_misspelt_reward_in_one_line():
+    result = _run("-m", "rlsf_verl.main_ppo", "reward.custom_reward_function.name=rlvr_mth")
+    assert result.returncode != 0
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("rlsf-verl: config error: reward.custom_reward_function.name: unknown reward function")
+    assert "did you mean 'rlvr_math'" in last
+    assert "Traceback" not in result.stderr
+
+
+def test_verls_own_main_ppo_takes_our_overlays_from_the_search_path():
+    result = _run(
+        "-m",
+        "verl.trainer.main_ppo",
+        "--cfg",
+        "job",
+        "hydra.searchpath=[pkg://rlsf_verl.config]",
+        "+rlsf_reward=self_confidence",
+        "reward.self_confidence.signal=self_certainty",
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    config = OmegaConf.create(result.stdout[result.stdout.index("actor_rollout_ref:") :])
+    assert config.reward.reward_manager.name == "self_confidence"
+    assert config.reward.self_confidence.signal == "self_certainty"
