@@ -13,8 +13,11 @@ settings of ``rlsf_verl/config/rlsf_reward/self_confidence.yaml``. Signals (``si
 The scorer is the initial policy unless ``model_path`` says otherwise, run in the reward worker
 (``backend=local``) or asked over HTTP (``backend=server``, a vLLM completions server: answer_margin
 and neg_trajectory_entropy only). ``verifiable_weight`` mixes in the configured reward function
-(``reward.custom_reward_function``), e.g. RLVR. Empty and truncated responses score 0 for the
-confidence term, with a flag in ``reward_extra_info`` and a counted warning: never NaN.
+(``reward.custom_reward_function``), e.g. RLVR. Empty and truncated responses, and responses
+without an answer span under ``answer_margin``, get the signal's floor (``invalid_score``, default
+the least confident value: 0 for the margin and self-certainty, -log V for the token entropy; for
+the unbounded trajectory entropy -log V is a uniform model's value, so set ``invalid_score`` lower if
+real responses score below it) with a flag in ``reward_extra_info`` and a counted warning: never NaN.
 
 >>> SelfConfidenceSettings.from_mapping({"signal": "self_certainty"}).signal
 'self_certainty'
@@ -67,6 +70,7 @@ class SelfConfidenceSettings:
     batch_wait_ms: float = 5.0
     confidence_weight: float = 1.0
     verifiable_weight: float = 0.0
+    invalid_score: float | None = None  # None: the signal's floor, see floor_score()
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any], policy_path: str | None = None) -> SelfConfidenceSettings:
@@ -101,9 +105,17 @@ class SelfConfidenceSettings:
             raise ValueError(
                 "reward.self_confidence.model_path: not set and no actor_rollout_ref.model.path to default to"
             )
-        for name in ("confidence_weight", "verifiable_weight"):
-            if not math.isfinite(getattr(self, name)):
+        for name in ("confidence_weight", "verifiable_weight", "invalid_score"):
+            if getattr(self, name) is not None and not math.isfinite(getattr(self, name)):
                 raise ValueError(f"reward.self_confidence.{name}={getattr(self, name)}: must be a finite number")
+
+    def floor_score(self, vocab_size: int) -> float:
+        """The confidence given to a response that cannot be scored (empty, truncated, no answer):
+        ``invalid_score`` if set, else the least confident value of the signal (for the entropies,
+        a uniform distribution over the vocabulary: -log V)."""
+        if self.invalid_score is not None:
+            return float(self.invalid_score)
+        return 0.0 if self.signal in ("answer_margin", "self_certainty") else -math.log(vocab_size)
 
     def make_scorer(self) -> Scorer:
         if self.backend == "server":
@@ -163,16 +175,17 @@ class SelfConfidenceRewardManager(compat.resolve("RewardManagerBase")):
                 "policy's; the scorer reads the policy's token ids, so use a scorer of the same model family"
             )
         self.eos_ids = eos_token_ids(tokenizer, policy_path)
+        self.floor = self.settings.floor_score(len(tokenizer))
         self.is_async_reward_score = inspect.iscoroutinefunction(compute_score)
 
     async def run_single(self, data) -> dict:
         trajectory = read_trajectory(data, self.tokenizer, self.eos_ids)
         info = {"no_answer": 0.0, "empty": float(trajectory.empty), "truncated": float(trajectory.truncated)}
-        confidence = 0.0
+        confidence = self.floor
         if trajectory.empty:
-            self._warn("empty", "empty response: confidence 0")
+            self._warn("empty", f"empty response: confidence {self.floor:.4g} (the floor)")
         elif trajectory.truncated:
-            self._warn("truncated", "truncated response (no EOS): confidence 0")
+            self._warn("truncated", f"truncated response (no EOS): confidence {self.floor:.4g} (the floor)")
         else:
             confidence = await self._confidence(trajectory, info)
         score = self.settings.confidence_weight * confidence
@@ -193,8 +206,8 @@ class SelfConfidenceRewardManager(compat.resolve("RewardManagerBase")):
                 span = char_span_to_token_span(encoding["offset_mapping"], answer.start, answer.end)
             if span is None:
                 info["no_answer"] = 1.0
-                self._warn("no_answer", "no answer span in the response: confidence 0")
-                return 0.0
+                self._warn("no_answer", f"no answer span in the response: confidence {self.floor:.4g} (the floor)")
+                return self.floor
         scores = await self.scorer.score(trajectory.prompt_ids, list(encoding["input_ids"]))
         return sequence_confidence(scores, self.settings.signal, span)
 

@@ -2,6 +2,7 @@
 bad responses score 0 with a flag, and it runs inside verl's real reward loop."""
 
 import asyncio
+import math
 
 import pytest
 import torch
@@ -74,16 +75,41 @@ def test_scores_equal_the_signal_core_on_the_scorer_logits(tiny_model_dir, tiny_
         assert result["reward_extra_info"]["confidence"] == result["reward_score"]
 
 
-def test_bad_responses_score_zero_with_a_flag_and_never_nan(tiny_model_dir, tiny_lm, batch):
+@pytest.mark.parametrize(
+    ("signal", "floor"),
+    [
+        ("answer_margin", 0.0),
+        ("self_certainty", 0.0),
+        ("neg_entropy", -math.log(512)),
+        ("neg_trajectory_entropy", -math.log(512)),
+    ],
+)
+def test_bad_responses_score_the_signals_floor_with_a_flag_and_never_nan(tiny_model_dir, tiny_lm, batch, signal, floor):
+    config = manager_config(tiny_model_dir, f"reward.self_confidence.signal={signal}")
+    manager = SelfConfidenceRewardManager(config, tiny_lm[1], compute_score=None)
+    results = run_manager(manager, batch)
+    scores = [result["reward_score"] for result in results]
+    bad = [3, 4] if signal != "answer_margin" else [2, 3, 4]
+    assert [scores[k] for k in bad] == pytest.approx([floor] * len(bad))
+    if signal != "neg_trajectory_entropy":  # the others are bounded below by their floor
+        assert all(scores[k] >= floor - 1e-6 for k in range(len(scores)) if k not in bad)
+    assert all(math.isfinite(score) for score in scores)
+
+
+def test_invalid_score_overrides_the_floor(tiny_model_dir, tiny_lm, batch):
+    config = manager_config(tiny_model_dir, "reward.self_confidence.invalid_score=-1.0")
+    manager = SelfConfidenceRewardManager(config, tiny_lm[1], compute_score=None)
+    assert [r["reward_score"] for r in run_manager(manager, batch[2:5])] == [-1.0, -1.0, -1.0]
+
+
+def test_bad_responses_are_flagged_with_stable_keys(tiny_model_dir, tiny_lm, batch):
     manager = SelfConfidenceRewardManager(manager_config(tiny_model_dir), tiny_lm[1], compute_score=None)
     results = run_manager(manager, batch)
     info = [result["reward_extra_info"] for result in results]
     assert [i["no_answer"] for i in info] == [0.0, 0.0, 1.0, 0.0, 0.0, 0.0]
     assert [i["empty"] for i in info] == [0.0, 0.0, 0.0, 1.0, 0.0, 0.0]
     assert [i["truncated"] for i in info] == [0.0, 0.0, 0.0, 0.0, 1.0, 0.0]
-    assert [results[k]["reward_score"] for k in (2, 3, 4)] == [0.0, 0.0, 0.0]
     assert all(set(i) == set(info[0]) for i in info), "reward_extra_info keys must match across samples"
-    assert all(torch.isfinite(torch.tensor(r["reward_score"])) for r in results)
     assert SelfConfidenceRewardManager.warnings["no_answer"] >= 1
 
 
