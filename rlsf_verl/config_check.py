@@ -143,6 +143,12 @@ def check_reward_config(config: DictConfig) -> None:
                     "reward.self_confidence: missing; select this manager with rlsf_reward=self_confidence"
                 )
             SelfConfidenceSettings.from_mapping(dict(section), policy_path=config.actor_rollout_ref.model.get("path"))
+        if manager.name == "rlsf_rm":
+            from rlsf_verl.reward_managers.reward_model import RewardModelSettings
+
+            if not reward.reward_model.enable:
+                raise ValueError("reward.reward_model.enable: the rlsf_rm manager needs the served RM; set it to True")
+            RewardModelSettings.from_mapping(dict(reward.get("rlsf_rm") or {}))
 
 
 def check_config(config: DictConfig) -> None:

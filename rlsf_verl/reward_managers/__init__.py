@@ -4,4 +4,4 @@
 - ``rlsf_rm``: the RLSF reward model served by verl, normalised and mixed with verifiable terms.
 """
 
-from rlsf_verl.reward_managers import self_confidence  # noqa: F401  (registers the managers)
+from rlsf_verl.reward_managers import reward_model, self_confidence  # noqa: F401  (registers the managers)

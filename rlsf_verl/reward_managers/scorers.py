@@ -17,10 +17,11 @@ from __future__ import annotations
 import asyncio
 import math
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 import torch
 
+from rlsf_verl.reward_managers.http import JSONClient
 from rlsf_verl.signals import token_signals
 
 
@@ -138,23 +139,19 @@ class ServerScorer:
     signals = frozenset({"margin", "logprob"})
 
     def __init__(self, base_url: str, model: str, timeout_s: float = 120.0, max_retries: int = 3):
-        if not base_url.startswith(("http://", "https://")):
-            raise ValueError(f"server_url={base_url!r}: must start with http:// or https://")
-        self.url = base_url.rstrip("/") + "/v1/completions"
+        url = base_url.rstrip("/") + "/v1/completions"
+        self.client = JSONClient(url, "reward.self_confidence.server_url", timeout_s, max_retries)
         self.model = model
-        self.timeout_s = timeout_s
-        self.max_retries = max_retries
-        self._session: Any = None
 
     async def score(self, prompt_ids: list[int], response_ids: list[int]) -> TokenScores:
         _check_request(prompt_ids, response_ids)
         ids = list(prompt_ids) + list(response_ids)
         payload = {"model": self.model, "prompt": ids, "max_tokens": 1, "temperature": 0.0, "prompt_logprobs": 2}
-        body = await self._post(payload)
+        body = await self.client.post(payload)
         positions = body["choices"][0].get("prompt_logprobs")
         if positions is None or len(positions) != len(ids):
             raise RuntimeError(
-                f"{self.url}: expected prompt_logprobs for {len(ids)} tokens, got "
+                f"{self.client.url}: expected prompt_logprobs for {len(ids)} tokens, got "
                 f"{None if positions is None else len(positions)}; the server must be vLLM (prompt_logprobs extension)"
             )
         margins, logprobs = [], []
@@ -171,32 +168,8 @@ class ServerScorer:
             self_certainty=None,
         )
 
-    async def _post(self, payload: dict) -> dict:
-        import aiohttp
-
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout_s))
-        for attempt in range(self.max_retries):
-            try:
-                async with self._session.post(self.url, json=payload) as response:
-                    if 400 <= response.status < 500:
-                        raise RuntimeError(
-                            f"{self.url} refused the request (HTTP {response.status}): {await response.text()}"
-                        )
-                    response.raise_for_status()
-                    return await response.json()
-            except (TimeoutError, aiohttp.ClientError) as error:
-                if attempt == self.max_retries - 1:
-                    raise RuntimeError(
-                        f"{self.url} unreachable after {self.max_retries} tries ({error!r}); check "
-                        "reward.self_confidence.server_url and that the server is up"
-                    ) from error
-                await asyncio.sleep(2**attempt)
-        raise AssertionError("unreachable")
-
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        await self.client.close()
 
 
 def _check_request(prompt_ids: list[int], response_ids: list[int]) -> None:

@@ -25,10 +25,7 @@ real responses score below it) with a flag in ``reward_extra_info`` and a counte
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-import inspect
-import logging
 import math
 from collections import Counter
 from collections.abc import Mapping
@@ -39,9 +36,13 @@ from rlsf_verl import compat
 from rlsf_verl.answers import char_span_to_token_span, extract_answer
 from rlsf_verl.naming import unknown_name_error
 from rlsf_verl.reward_managers.scorers import LocalScorer, Scorer, ServerScorer, TokenScores
-from rlsf_verl.reward_managers.trajectory import Trajectory, eos_token_ids, read_trajectory
-
-logger = logging.getLogger(__name__)
+from rlsf_verl.reward_managers.trajectory import (
+    Trajectory,
+    call_reward_function,
+    eos_token_ids,
+    read_trajectory,
+    warn_counted,
+)
 
 # signal name -> (TokenScores field, sign, averaged over: "answer" span or whole "response")
 SIGNALS: dict[str, tuple[str, float, str]] = {
@@ -176,22 +177,28 @@ class SelfConfidenceRewardManager(compat.resolve("RewardManagerBase")):
             )
         self.eos_ids = eos_token_ids(tokenizer, policy_path)
         self.floor = self.settings.floor_score(len(tokenizer))
-        self.is_async_reward_score = inspect.iscoroutinefunction(compute_score)
 
     async def run_single(self, data) -> dict:
         trajectory = read_trajectory(data, self.tokenizer, self.eos_ids)
         info = {"no_answer": 0.0, "empty": float(trajectory.empty), "truncated": float(trajectory.truncated)}
         confidence = self.floor
         if trajectory.empty:
-            self._warn("empty", f"empty response: confidence {self.floor:.4g} (the floor)")
+            warn_counted(
+                self.warnings, "self_confidence", "empty", f"empty response: confidence {self.floor:.4g} (the floor)"
+            )
         elif trajectory.truncated:
-            self._warn("truncated", f"truncated response (no EOS): confidence {self.floor:.4g} (the floor)")
+            warn_counted(
+                self.warnings,
+                "self_confidence",
+                "truncated",
+                f"truncated response (no EOS): confidence {self.floor:.4g} (the floor)",
+            )
         else:
             confidence = await self._confidence(trajectory, info)
         score = self.settings.confidence_weight * confidence
         info["confidence"] = confidence
         if self.settings.verifiable_weight:
-            info["verifiable"] = await self._verifiable(trajectory)
+            info["verifiable"] = await call_reward_function(self.compute_score, trajectory)
             score += self.settings.verifiable_weight * info["verifiable"]
         info["score"] = score
         return {"reward_score": score, "reward_extra_info": info}
@@ -206,27 +213,15 @@ class SelfConfidenceRewardManager(compat.resolve("RewardManagerBase")):
                 span = char_span_to_token_span(encoding["offset_mapping"], answer.start, answer.end)
             if span is None:
                 info["no_answer"] = 1.0
-                self._warn("no_answer", f"no answer span in the response: confidence {self.floor:.4g} (the floor)")
+                warn_counted(
+                    self.warnings,
+                    "self_confidence",
+                    "no_answer",
+                    f"no answer span in the response: confidence {self.floor:.4g} (the floor)",
+                )
                 return self.floor
         scores = await self.scorer.score(trajectory.prompt_ids, list(encoding["input_ids"]))
         return sequence_confidence(scores, self.settings.signal, span)
 
-    async def _verifiable(self, trajectory: Trajectory) -> float:
-        kwargs = dict(
-            data_source=trajectory.data_source,
-            solution_str=trajectory.response_text,
-            ground_truth=trajectory.ground_truth,
-            extra_info=trajectory.extra_info,
-        )
-        if self.is_async_reward_score:
-            result = await self.compute_score(**kwargs)
-        else:
-            result = await asyncio.get_running_loop().run_in_executor(None, lambda: self.compute_score(**kwargs))
-        return float(result["score"] if isinstance(result, dict) else result)
-
-    @classmethod
-    def _warn(cls, kind: str, message: str) -> None:
-        cls.warnings[kind] += 1
-        count = cls.warnings[kind]
-        if count & (count - 1) == 0:  # 1, 2, 4, 8, ...: visible without flooding the log
-            logger.warning("[rlsf-verl] self_confidence: %s (%d so far in this worker)", message, count)
+    def _warn(self, kind: str, what: str) -> None:
+        warn_counted(self.warnings, "self_confidence", kind, f"{what}: confidence {self.floor:.4g} (the floor)")

@@ -7,9 +7,16 @@ unpadded with an all-ones mask (the agent loop's streaming reward). Both read th
 
 from __future__ import annotations
 
+import asyncio
+import inspect
+import logging
 import os
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -69,3 +76,27 @@ def eos_token_ids(tokenizer: Any, model_path: str | os.PathLike | None) -> froze
             "set eos_token in the tokenizer so truncated responses can be told from finished ones"
         )
     return frozenset(ids)
+
+
+async def call_reward_function(compute_score: Callable[..., Any], trajectory: Trajectory) -> float:
+    """The score of verl's configured reward function (sync or async) for one trajectory, called with
+    the keywords verl's own managers pass; sync functions run in the loop's executor."""
+    kwargs = dict(
+        data_source=trajectory.data_source,
+        solution_str=trajectory.response_text,
+        ground_truth=trajectory.ground_truth,
+        extra_info=trajectory.extra_info,
+    )
+    if inspect.iscoroutinefunction(compute_score):
+        result = await compute_score(**kwargs)
+    else:
+        result = await asyncio.get_running_loop().run_in_executor(None, lambda: compute_score(**kwargs))
+    return float(result["score"] if isinstance(result, dict) else result)
+
+
+def warn_counted(counter: Counter, manager: str, kind: str, message: str) -> None:
+    """Count one bad input of ``kind`` and log it at counts 1, 2, 4, 8, ...: visible, never a flood."""
+    counter[kind] += 1
+    count = counter[kind]
+    if count & (count - 1) == 0:
+        logger.warning("[rlsf-verl] %s: %s (%d so far in this worker)", manager, message, count)

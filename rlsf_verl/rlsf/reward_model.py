@@ -132,7 +132,7 @@ def reward_model_text(prompt: str, response: str, tokenizer: Any) -> str:
     return _join(prompt, response, tokenizer.eos_token, _end_of_turn(tokenizer))
 
 
-def _encode(tokenizer: Any, prompts: Sequence[str], responses: Sequence[str]) -> list[list[int]]:
+def encode_for_reward_model(tokenizer: Any, prompts: Sequence[str], responses: Sequence[str]) -> list[list[int]]:
     """Token ids of :func:`reward_model_text` for each (prompt, response), with exactly one BOS."""
     end = _end_of_turn(tokenizer)
     texts = [
@@ -154,7 +154,7 @@ def compute_rewards(model: Any, tokenizer: Any, prompts: Sequence[str], response
     if model.config.pad_token_id is None:
         raise ValueError("model.config.pad_token_id: not set; set it to tokenizer.pad_token_id")
     device = next(model.parameters()).device
-    sequences = _encode(tokenizer, prompts, responses)
+    sequences = encode_for_reward_model(tokenizer, prompts, responses)
     rewards = []
     was_training = model.training
     model.eval()
@@ -274,8 +274,8 @@ def fit_reward_model(
     model, tokenizer = load_base_as_reward_model(base_model)
 
     prompts = [pair.prompt for pair in pairs]
-    chosen = _encode(tokenizer, prompts, [pair.chosen for pair in pairs])
-    rejected = _encode(tokenizer, prompts, [pair.rejected for pair in pairs])
+    chosen = encode_for_reward_model(tokenizer, prompts, [pair.chosen for pair in pairs])
+    rejected = encode_for_reward_model(tokenizer, prompts, [pair.rejected for pair in pairs])
     rows, kept = [], []
     for pair, chosen_ids, rejected_ids in zip(pairs, chosen, rejected, strict=True):
         if max(len(chosen_ids), len(rejected_ids)) <= config.max_length:

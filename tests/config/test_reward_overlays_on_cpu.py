@@ -96,3 +96,21 @@ def test_verls_own_main_ppo_takes_our_overlays_from_the_search_path():
     config = OmegaConf.create(result.stdout[result.stdout.index("actor_rollout_ref:") :])
     assert config.reward.reward_manager.name == "self_confidence"
     assert config.reward.self_confidence.signal == "self_certainty"
+
+
+@pytest.mark.parametrize(
+    ("option", "section", "settings_class"),
+    [
+        ("self_confidence", "self_confidence", "rlsf_verl.reward_managers.self_confidence:SelfConfidenceSettings"),
+        ("rlsf_rm", "rlsf_rm", "rlsf_verl.reward_managers.reward_model:RewardModelSettings"),
+    ],
+)
+def test_overlay_declares_every_manager_setting_with_its_default(option, section, settings_class):
+    import dataclasses
+    import importlib
+
+    module, _, name = settings_class.partition(":")
+    cls = getattr(importlib.import_module(module), name)
+    declared = OmegaConf.to_container(compose(f"rlsf_reward={option}").reward[section])
+    defaults = {f.name: f.default for f in dataclasses.fields(cls)}
+    assert declared == defaults
