@@ -68,13 +68,14 @@ def test_misspelt_names_fail_before_training(overrides, message):
         check_config(compose(*overrides))
 
 
-def _run(*args, timeout=240):
+def _run(*args, cwd, timeout=240):
+    """Run in ``cwd``: Hydra writes its outputs/ folder into the working directory."""
     env = {**os.environ, "HYDRA_FULL_ERROR": "0"}
-    return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=timeout, env=env)
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd)
 
 
-def test_main_ppo_refuses_a_misspelt_reward_in_one_line():
-    result = _run("-m", "rlsf_verl.main_ppo", "reward.custom_reward_function.name=rlvr_mth")
+def test_main_ppo_refuses_a_misspelt_reward_in_one_line(tmp_path):
+    result = _run("-m", "rlsf_verl.main_ppo", "reward.custom_reward_function.name=rlvr_mth", cwd=tmp_path)
     assert result.returncode != 0
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("rlsf-verl: config error: reward.custom_reward_function.name: unknown reward function")
@@ -82,7 +83,7 @@ def test_main_ppo_refuses_a_misspelt_reward_in_one_line():
     assert "Traceback" not in result.stderr
 
 
-def test_verls_own_main_ppo_takes_our_overlays_from_the_search_path():
+def test_verls_own_main_ppo_takes_our_overlays_from_the_search_path(tmp_path):
     result = _run(
         "-m",
         "verl.trainer.main_ppo",
@@ -91,6 +92,7 @@ def test_verls_own_main_ppo_takes_our_overlays_from_the_search_path():
         "hydra.searchpath=[pkg://rlsf_verl.config]",
         "+rlsf_reward=self_confidence",
         "reward.self_confidence.signal=self_certainty",
+        cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     config = OmegaConf.create(result.stdout[result.stdout.index("actor_rollout_ref:") :])
