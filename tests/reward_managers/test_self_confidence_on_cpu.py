@@ -11,7 +11,6 @@ from rlsf_verl.answers import answer_token_span
 from rlsf_verl.reward_loop import RewardLoop, Sample, build_reward_batch, compose_config
 from rlsf_verl.reward_managers.scorers import LocalScorer
 from rlsf_verl.reward_managers.self_confidence import SelfConfidenceRewardManager, SelfConfidenceSettings
-from rlsf_verl.signals import sequence_signals
 
 QUESTION = [{"role": "user", "content": "Tom has 3 apples and buys 4 more. How many apples?"}]
 RIGHT = Sample(QUESTION, "3 + 4 = 7. The answer is 7.", "7")
@@ -29,29 +28,6 @@ def manager_config(model_dir, *overrides):
     )
 
 
-def expected_confidence(model, tokenizer, sample, signal):
-    """The signal core on one unpadded sequence: full-vocab logits, mean over response or answer tokens."""
-    prompt = list(tokenizer.apply_chat_template(sample.prompt, add_generation_prompt=True, tokenize=True)["input_ids"])
-    response = tokenizer(sample.response, add_special_tokens=False)["input_ids"]
-    ids = torch.tensor([prompt + response])
-    with torch.no_grad():
-        logits = model(input_ids=ids).logits[:, len(prompt) - 1 : -1]
-    mask = torch.ones(1, len(response), dtype=torch.bool)
-    if signal == "answer_margin":
-        span = answer_token_span(sample.response, tokenizer)
-        if span is None:
-            return 0.0
-        mask[:] = False
-        mask[0, span[1][0] : span[1][1]] = True
-    out = sequence_signals(logits.double(), mask, torch.tensor([response]))
-    return {
-        "answer_margin": out["margin"],
-        "self_certainty": out["self_certainty"],
-        "neg_entropy": -out["entropy"],
-        "neg_trajectory_entropy": -out["trajectory_entropy"],
-    }[signal].item()
-
-
 def run_manager(manager, batch):
     async def score_all():
         return await asyncio.gather(*(manager.run_single(batch[i : i + 1]) for i in range(len(batch))))
@@ -65,7 +41,7 @@ def batch(tiny_lm):
 
 
 @pytest.mark.parametrize("signal", ["answer_margin", "self_certainty", "neg_entropy", "neg_trajectory_entropy"])
-def test_scores_equal_the_signal_core_on_the_scorer_logits(tiny_model_dir, tiny_lm, batch, signal):
+def test_scores_equal_the_signal_core_on_the_scorer_logits(tiny_model_dir, tiny_lm, batch, signal, expected_confidence):
     config = manager_config(tiny_model_dir, f"reward.self_confidence.signal={signal}")
     manager = SelfConfidenceRewardManager(config, tiny_lm[1], compute_score=None)
     results = run_manager(manager, batch)
@@ -197,7 +173,7 @@ def test_scorer_with_another_vocabulary_is_refused(tmp_path, tiny_model_dir, tin
         SelfConfidenceRewardManager(config, tiny_lm[1], compute_score=None)
 
 
-def test_inside_verls_reward_loop_batch_and_streaming(ray_cluster, tiny_model_dir, tiny_lm, batch):
+def test_inside_verls_reward_loop_batch_and_streaming(ray_cluster, tiny_model_dir, tiny_lm, batch, expected_confidence):
     config = manager_config(tiny_model_dir, "reward.self_confidence.verifiable_weight=1.0")
     expected = [expected_confidence(*tiny_lm, sample, "answer_margin") for sample in ALL]
     expected[3] = expected[4] = 0.0  # empty, truncated
