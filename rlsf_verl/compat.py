@@ -35,8 +35,16 @@ SYMBOLS: dict[str, str] = {
     # advantage estimators
     "register_adv_est": "verl.trainer.ppo.core_algos:register_adv_est",
     "DataProto": "verl.protocol:DataProto",
-    # trainer: verl's Hydra main (called with a composed config, it runs it without re-parsing argv)
-    "verl_main_ppo": "verl.trainer.main_ppo:main",
+    # trainer: the v1 sync trainer we subclass, the Ray task runner we extend, what main_ppo calls
+    "PPOTrainerSync": "verl.trainer.ppo.v1.trainer_sync:PPOTrainerSync",
+    "TaskRunnerV1": "verl.trainer.main_ppo:TaskRunnerV1",
+    "run_ppo": "verl.trainer.main_ppo:run_ppo",
+    "validate_config": "verl.utils.config:validate_config",
+    "need_critic": "verl.trainer.ppo.utils:need_critic",
+    "need_reference_policy": "verl.trainer.ppo.utils:need_reference_policy",
+    "auto_set_device": "verl.utils.device:auto_set_device",
+    "configure_verl_logging": "verl.utils.logging_utils:configure_verl_logging",
+    "tensordict_utils": "verl.utils:tensordict_utils",
     # trainer config: Hydra config dir (ppo_trainer.yaml) is the folder of this file
     "trainer_config_file": "verl.trainer.config:__file__",
 }

@@ -155,6 +155,17 @@ def check_config(config: DictConfig) -> None:
     """Every check rlsf-verl runs on a composed verl config before training starts."""
     check_verl_config(config)
     check_reward_config(config)
+    if not config.trainer.get("use_v1", True):
+        raise ValueError("trainer.use_v1=False: rlsf-verl runs verl's v1 trainer only; drop the override")
+    from rlsf_verl.trainer.group_step import GroupStepSettings
+
+    group = GroupStepSettings.from_mapping((config.get("rlsf") or {}).get("group"))
+    function = config.reward.custom_reward_function
+    if group.majority_vote and not (function.get("path") == REWARDS_PACKAGE and function.name == "majority_vote"):
+        raise ValueError(
+            "rlsf.group.majority_vote=true needs each response's answer: set rlsf_reward=majority_vote "
+            "(reward.custom_reward_function.name=majority_vote)"
+        )
 
 
 def verl_trainer_config_dir() -> Path:

@@ -113,7 +113,8 @@ class LocalScorer:
         loop = asyncio.get_running_loop()
         while True:
             pending = [await self._queue.get()]
-            await asyncio.sleep(self.batch_wait_s)  # let concurrent requests join this batch
+            if self.max_batch_size > 1 and self._queue.qsize() < self.max_batch_size - 1:
+                await asyncio.sleep(self.batch_wait_s)  # let concurrent requests join this batch
             while len(pending) < self.max_batch_size and not self._queue.empty():
                 pending.append(self._queue.get_nowait())
             try:

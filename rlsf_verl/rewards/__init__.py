@@ -56,4 +56,4 @@ def __getattr__(name: str) -> RewardFunction:
     return REWARD_FUNCTIONS[name]
 
 
-from rlsf_verl.rewards import combine, shaping, verifiable  # noqa: E402,F401  (registers the built-in functions)
+from rlsf_verl.rewards import combine, majority, shaping, verifiable  # noqa: E402,F401  (registers the built-in functions)

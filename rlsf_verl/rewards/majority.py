@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 from rlsf_verl.answers import answers_equal, extract_answer
 from rlsf_verl.answers.extract import check_kind
+from rlsf_verl.rewards import get_reward_function, register_reward_function
 
 
 @dataclass(frozen=True)
@@ -144,3 +145,32 @@ def majority_vote_metrics(votes: Iterable[MajorityVote]) -> dict[str, float]:
         "majority/agreement": sum(vote.agreement for vote in votes) / len(votes),
         "majority/labelled": sum(vote.label is not None for vote in votes) / len(votes),
     }
+
+
+@register_reward_function("majority_vote")
+def majority_vote_reward(
+    solution_str: str,
+    ground_truth: object = None,
+    data_source: str | None = None,
+    extra_info: dict | None = None,
+    kind: str = "math",
+    **kwargs: object,
+) -> dict[str, object]:
+    """The per-sample half of the majority vote: the response's answer as ``pred`` and, where the
+    row has a reference, the verifiable score against it.
+
+    verl reads ``pred`` in validation and reports maj@N; in training the trainer's group step
+    (``rlsf.group.majority_vote=true``, set by ``rlsf_reward=majority_vote``) replaces ``score`` by
+    agreement with the group's majority, so no reference is needed there.
+
+    >>> majority_vote_reward(solution_str="so the answer is 7", ground_truth="7")
+    {'score': 1.0, 'acc': 1.0, 'pred': '7'}
+    """
+    check_kind(kind)
+    choices = (extra_info or {}).get("choices", "ABCDE")
+    pred = answer_for_vote(solution_str, kind=kind, choices=choices) if isinstance(solution_str, str) else None
+    score = 0.0
+    if ground_truth not in (None, ""):
+        verifiable = get_reward_function("rlvr_math" if kind == "math" else "rlvr_choice")
+        score = float(verifiable(solution_str=solution_str, ground_truth=ground_truth, extra_info=extra_info)["score"])
+    return {"score": score, "acc": score, "pred": pred or ""}

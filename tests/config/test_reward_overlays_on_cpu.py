@@ -21,6 +21,7 @@ EXPECTED = {
     "weighted": ("weighted", "naive"),
     "self_confidence": ("rlvr_math", "self_confidence"),
     "rlsf_rm": ("rlvr_math", "rlsf_rm"),
+    "majority_vote": ("majority_vote", "naive"),
 }
 
 

@@ -1,0 +1,109 @@
+"""The group step: rewards that need all responses to a prompt at once, applied before the advantage.
+
+verl 0.9.1 scores each response alone (``RewardManagerBase.run_single``), possibly on different
+reward workers, and has no hook that sees a prompt's whole group of responses. The first place where
+the group is together is the trainer's advantage step, so rlsf-verl's trainer rewrites the scalar
+reward there (``rlsf.group.*``), before verl's own estimators (GRPO, GAE, ...) run:
+
+- ``majority_vote``: TTRL's pseudo-label; each response scores 1 when its answer (``pred``, from
+  the ``majority_vote`` reward function) agrees with its group's majority answer, else 0;
+- ``zscore``: per-prompt standardisation of the reward, (r - mean) / (std + eps); for PPO/GAE with a
+  reward model, whose raw scale drifts between prompts (GRPO already does this itself).
+
+>>> settings = GroupStepSettings(majority_vote=True)
+>>> group_rewards([0.0, 0.0, 0.0], ["a", "a", "a"], ["7", "7", "8"], settings)[0]
+[1.0, 1.0, 0.0]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections import defaultdict
+from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from rlsf_verl.naming import unknown_name_error
+from rlsf_verl.rewards.majority import group_majority_votes, majority_vote_metrics
+
+
+@dataclass(frozen=True)
+class GroupStepSettings:
+    """``rlsf.group.*`` of ``rlsf_verl/config/rlsf_trainer.yaml``."""
+
+    majority_vote: bool = False
+    answer_kind: str = "math"
+    zscore: bool = False
+    eps: float = 1e-6
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any] | None) -> GroupStepSettings:
+        fields = {f.name for f in dataclasses.fields(cls)}
+        for key in values or {}:
+            if key not in fields:
+                raise unknown_name_error("rlsf.group key", key, fields)
+        settings = cls(**dict(values or {}))
+        if not (settings.eps > 0 and math.isfinite(settings.eps)):
+            raise ValueError(f"rlsf.group.eps={settings.eps}: must be a small positive number")
+        return settings
+
+    @property
+    def active(self) -> bool:
+        return self.majority_vote or self.zscore
+
+
+def group_rewards(
+    scores: Sequence[float],
+    uids: Sequence[Hashable],
+    preds: Sequence[str | None] | None,
+    settings: GroupStepSettings,
+) -> tuple[list[float], dict[str, float]]:
+    """New per-response rewards and verl-style metrics; ``preds`` are the answers (``""`` or None: none)."""
+    if len(scores) != len(uids):
+        raise ValueError(f"scores and uids: lengths differ ({len(scores)} vs {len(uids)})")
+    rewards = [float(score) for score in scores]
+    metrics: dict[str, float] = {}
+    if settings.majority_vote:
+        if preds is None or len(preds) != len(uids):
+            raise ValueError(
+                "pred: the majority vote needs each response's answer in reward_extra_info['pred']; use the "
+                "majority_vote reward function (rlsf_reward=majority_vote)"
+            )
+        answers = [pred or None for pred in preds]
+        votes = group_majority_votes(answers, uids, kind=settings.answer_kind)
+        position: dict[Hashable, int] = defaultdict(int)
+        for index, uid in enumerate(uids):
+            rewards[index] = float(votes[uid].agrees[position[uid]])
+            position[uid] += 1
+        metrics.update({f"rlsf/{key}": value for key, value in majority_vote_metrics(votes.values()).items()})
+    if settings.zscore:
+        groups: dict[Hashable, list[int]] = defaultdict(list)
+        for index, uid in enumerate(uids):
+            groups[uid].append(index)
+        standardized = list(rewards)
+        for members in groups.values():
+            values = torch.tensor([rewards[i] for i in members], dtype=torch.float64)
+            std = values.std(unbiased=True) if len(members) > 1 else torch.tensor(0.0, dtype=torch.float64)
+            for i, value in zip(members, ((values - values.mean()) / (std + settings.eps)).tolist(), strict=True):
+                standardized[i] = value
+        rewards = standardized
+    metrics["rlsf/group/reward_mean"] = sum(rewards) / len(rewards) if rewards else 0.0
+    return rewards, metrics
+
+
+def rewards_at_last_token(rows: Sequence[torch.Tensor], rewards: Sequence[float]) -> list[torch.Tensor]:
+    """Token-level score rows (one per response, its own length) holding each reward at the last
+    token and 0 elsewhere, as verl lays out ``rm_scores``; an empty row cannot carry a reward."""
+    if len(rows) != len(rewards):
+        raise ValueError(f"rows and rewards: lengths differ ({len(rows)} vs {len(rewards)})")
+    out = []
+    for index, (row, reward) in enumerate(zip(rows, rewards, strict=True)):
+        if row.numel() == 0:
+            raise ValueError(f"rm_scores row {index}: a response with no tokens cannot carry a reward")
+        new = torch.zeros_like(row)
+        new[-1] = reward
+        out.append(new)
+    return out
