@@ -73,9 +73,17 @@ def extra_modules() -> tuple[str, ...]:
 
 
 def config_overlays() -> tuple[str, ...]:
-    """Names of the Hydra overlays in ``pkg://rlsf_verl.config`` (``rlif_grpo.yaml`` -> ``rlif_grpo``)."""
-    root = resources.files("rlsf_verl.config")
-    return tuple(sorted(entry.name[: -len(".yaml")] for entry in root.iterdir() if entry.name.endswith(".yaml")))
+    """Names of the Hydra configs in ``pkg://rlsf_verl.config``, group options as ``group/option``
+    (``rlsf_reward/self_confidence.yaml`` -> ``rlsf_reward/self_confidence``)."""
+
+    def walk(folder, prefix: str):
+        for entry in folder.iterdir():
+            if entry.is_dir() and not entry.name.startswith(("_", ".")):
+                yield from walk(entry, f"{prefix}{entry.name}/")
+            elif entry.name.endswith(".yaml"):
+                yield prefix + entry.name[: -len(".yaml")]
+
+    return tuple(sorted(walk(resources.files("rlsf_verl.config"), "")))
 
 
 def _collect(extra: tuple[str, ...]) -> Registration:

@@ -33,6 +33,29 @@ def test_engine_registry_contract_takes_vendor_and_lists_engines():
     assert compat.registered_engine_classes(), "verl registered no engine: EngineRegistry layout changed?"
 
 
+# sha256 of verl 0.9.1's TaskRunnerV1.run, which rlsf_verl.trainer.ppo_trainer.RLSFTaskRunner.run follows
+TASK_RUNNER_RUN_SHA256 = "26be986901db888bb7ccbec7a7b8eb90365de42a426e6fbf119e6e8d445dde7c"
+
+
+def test_task_runner_run_is_the_one_our_runner_follows():
+    import hashlib
+
+    source = inspect.getsource(compat.resolve("TaskRunnerV1").__ray_actor_class__.run)
+    assert hashlib.sha256(source.encode()).hexdigest() == TASK_RUNNER_RUN_SHA256, (
+        "verl's TaskRunnerV1.run changed: update RLSFTaskRunner.run to match, then this hash"
+    )
+
+
+def test_trainer_and_runner_contract():
+    trainer = compat.resolve("PPOTrainerSync")
+    assert list(inspect.signature(trainer._compute_advantage).parameters) == ["self", "batch", "metrics"]
+    assert list(inspect.signature(compat.resolve("run_ppo")).parameters) == ["config", "task_runner_class"]
+    assert isinstance(
+        inspect.getattr_static(compat.resolve("RewardLoopManager"), "reward_loop_worker_handles"), property
+    )
+    assert callable(compat.resolve("tensordict_utils").get_tensordict)
+
+
 def test_adv_estimator_registry_is_a_decorator_factory():
     assert callable(compat.register_adv_est("rlsf_contract_probe"))
 

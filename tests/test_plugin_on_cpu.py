@@ -96,10 +96,18 @@ def test_extra_modules_env_is_split_on_commas(monkeypatch):
 
 
 def test_config_overlays_are_the_yaml_files_of_the_config_package(monkeypatch, tmp_path):
-    for name in ("rlif_grpo.yaml", "rlsf_ppo.yaml", "README.md"):
+    (tmp_path / "rlsf_reward").mkdir()
+    (tmp_path / "__pycache__").mkdir()
+    for name in ("rlif_grpo.yaml", "rlsf_ppo.yaml", "README.md", "rlsf_reward/majority.yaml", "__pycache__/x.yaml"):
         (tmp_path / name).write_text("")
     monkeypatch.setattr(plugin.resources, "files", lambda package: tmp_path)
-    assert plugin.config_overlays() == ("rlif_grpo", "rlsf_ppo")
+    assert plugin.config_overlays() == ("rlif_grpo", "rlsf_ppo", "rlsf_reward/majority")
+
+
+def test_shipped_overlays_include_every_reward_option():
+    overlays = plugin.config_overlays()
+    assert "rlsf_trainer" in overlays
+    assert {"rlsf_reward/rlvr_math", "rlsf_reward/self_confidence", "rlsf_reward/rlsf_rm"} <= set(overlays)
 
 
 def test_registration_description_counts_each_kind():
