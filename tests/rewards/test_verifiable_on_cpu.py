@@ -1,6 +1,5 @@
 """Specification of the verifiable (RLVR) reward functions and of their verl entry files."""
 
-import importlib.util
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -168,28 +167,18 @@ def test_every_sample_returns_the_same_keys():
     assert all(isinstance(value, float) for sample in samples for value in sample.values())
 
 
-def _verl_load_extern_object():
-    """verl's own file loader (``verl.utils.import_utils.load_extern_object``, what
-    ``get_custom_reward_fn`` calls), loaded from its file: importing ``verl`` takes ~20 s."""
-    verl_dir = Path(importlib.util.find_spec("verl").submodule_search_locations[0])
-    spec = importlib.util.spec_from_file_location("verl_import_utils", verl_dir / "utils" / "import_utils.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.load_extern_object
-
-
 @pytest.mark.parametrize(
     ("file", "gold", "right", "wrong"),
     [("rlvr_math.py", "42", "#### 42", "#### 7"), ("rlvr_choice.py", "C", "Answer: (C)", "Answer: (A)")],
 )
-def test_reward_files_load_and_score_as_verl_calls_them(file, gold, right, wrong):
-    compute_score = _verl_load_extern_object()(str(REPO / "reward_fns" / file), "compute_score")
+def test_reward_files_load_and_score_as_verl_calls_them(file, gold, right, wrong, verl_load_extern_object):
+    compute_score = verl_load_extern_object(str(REPO / "reward_fns" / file), "compute_score")
     assert compute_score(solution_str=right, ground_truth=gold, **VERL_KWARGS)["score"] == 1.0
     assert compute_score(solution_str=wrong, ground_truth=gold, **VERL_KWARGS)["score"] == 0.0
 
 
-def test_reward_files_can_be_loaded_twice():
-    load = _verl_load_extern_object()
+def test_reward_files_can_be_loaded_twice(verl_load_extern_object):
+    load = verl_load_extern_object
     path = str(REPO / "reward_fns" / "rlvr_math.py")
     assert load(path, "compute_score") is load(path, "compute_score") is math_reward
 
