@@ -158,7 +158,22 @@ def check_config(config: DictConfig) -> None:
     if not config.trainer.get("use_v1", True):
         raise ValueError("trainer.use_v1=False: rlsf-verl runs verl's v1 trainer only; drop the override")
     from rlsf_verl.trainer.group_step import GroupStepSettings
+    from rlsf_verl.trainer.intrinsic import RLIFSettings
 
+    rlif = RLIFSettings.from_mapping((config.get("rlsf") or {}).get("rlif"))
+    if rlif.signal == "self_certainty":
+        raise ValueError(
+            "rlsf.rlif.signal=self_certainty needs the full logits of the old-log-prob pass, which rlsf-verl's "
+            "engine hook does not provide yet; use neg_entropy or neg_trajectory_entropy (verl computes both), or "
+            "score self-certainty with a frozen scorer: rlsf_reward=self_confidence reward.self_confidence.signal="
+            "self_certainty"
+        )
+    correction = config.algorithm.get("rollout_correction") or {}
+    if rlif.signal == "neg_entropy" and correction.get("bypass_mode", False):
+        raise ValueError(
+            "rlsf.rlif.signal=neg_entropy reads the entropy of verl's old-log-prob pass, which "
+            "algorithm.rollout_correction.bypass_mode=true skips; set bypass_mode=false or use neg_trajectory_entropy"
+        )
     group = GroupStepSettings.from_mapping((config.get("rlsf") or {}).get("group"))
     function = config.reward.custom_reward_function
     if group.majority_vote and not (function.get("path") == REWARDS_PACKAGE and function.name == "majority_vote"):

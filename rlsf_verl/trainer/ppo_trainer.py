@@ -1,5 +1,6 @@
-"""verl's synchronous v1 PPO/GRPO trainer with rlsf-verl's group step, and the Ray task runner
-that builds it (what ``python -m rlsf_verl.main_ppo`` launches).
+"""verl's synchronous v1 PPO/GRPO trainer with rlsf-verl's reward rewriting before the advantage
+(intrinsic RLIF rewards, the group step), and the Ray task runner that builds it (what
+``python -m rlsf_verl.main_ppo`` launches).
 
 verl 0.9.1 picks its trainer with ``trainer.v1.trainer_mode`` and compares that value to "sync" in
 several places, so a subclass cannot be registered under a mode of its own; instead our runner
@@ -15,43 +16,86 @@ from omegaconf import DictConfig, OmegaConf
 
 from rlsf_verl import compat
 from rlsf_verl.trainer.group_step import GroupStepSettings, group_rewards, rewards_at_last_token
+from rlsf_verl.trainer.intrinsic import RLIFSettings, intrinsic_scores
+
+
+def rewrite_rewards(
+    rm_scores: torch.Tensor,
+    response_mask: torch.Tensor,
+    signal_values: torch.Tensor | None,
+    uids: list[str],
+    preds: list[str | None] | None,
+    rlif: RLIFSettings,
+    group: GroupStepSettings,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """The token-level scores [B, T] the advantage will see, from the reward loop's ``rm_scores``
+    [B, T] (right-padded, as verl pads them): first the intrinsic reward (``rlsf.rlif``), then the
+    group step (``rlsf.group``), which works on each response's total and puts it at the last token.
+    """
+    metrics: dict[str, float] = {}
+    scores = rm_scores.float()
+    if rlif.active:
+        if signal_values is None:
+            raise ValueError(f"{rlif.field}: rlsf.rlif.signal={rlif.signal} reads this field and it is missing")
+        scores, rlif_metrics = intrinsic_scores(signal_values, response_mask, scores, rlif)
+        metrics.update(rlif_metrics)
+    if group.active:
+        lengths = response_mask.bool().sum(dim=-1)
+        rewards, group_metrics = group_rewards(scores.sum(dim=-1).tolist(), uids, preds, group)
+        rows = rewards_at_last_token([torch.zeros(int(n)) for n in lengths], rewards)
+        scores = torch.zeros_like(scores)
+        for index, row in enumerate(rows):
+            scores[index, : len(row)] = row
+        metrics.update(group_metrics)
+    return scores, metrics
 
 
 class RLSFTrainer(compat.resolve("PPOTrainerSync")):
-    """``PPOTrainerSync`` whose advantage step first applies ``rlsf.group.*`` to the rewards."""
+    """``PPOTrainerSync`` whose advantage step first rewrites the rewards: ``rlsf.rlif`` (the policy's
+    own confidence as reward) and ``rlsf.group`` (majority vote, per-prompt z-score)."""
 
     def _compute_advantage(self, batch, metrics: dict):
-        settings = GroupStepSettings.from_mapping((self.config.get("rlsf") or {}).get("group"))
-        if settings.active:
-            self._apply_group_step(batch, metrics, settings)
+        section = self.config.get("rlsf") or {}
+        rlif = RLIFSettings.from_mapping(section.get("rlif"))
+        group = GroupStepSettings.from_mapping(section.get("group"))
+        if rlif.active or group.active:
+            self._rewrite_rewards(batch, metrics, rlif, group)
         return super()._compute_advantage(batch, metrics)
 
-    def _apply_group_step(self, batch, metrics: dict, settings: GroupStepSettings) -> None:
-        """Read the batch's rewards (and answers) from TransferQueue, rewrite them per group, put them back."""
+    def _rewrite_rewards(self, batch, metrics: dict, rlif: RLIFSettings, group: GroupStepSettings) -> None:
+        """Read the batch's rewards (signals, answers) from TransferQueue, rewrite them, put them back."""
         import transfer_queue as tq
 
         # Rewarded during rollout (streaming), a response's reward_extra_info sits in its
         # extra_fields; rewarded by the colocated step, each key is a field of its own.
         streaming = self.reward_loop_manager.reward_loop_worker_handles is not None
-        fields = ["uid", "rm_scores"]
-        if settings.majority_vote:
-            fields.append("extra_fields" if streaming else "pred")
+        tensors = ["rm_scores", "response_mask"] + ([rlif.field] if rlif.active else [])
+        answers = ("extra_fields" if streaming else "pred") if group.majority_vote else None
+        fields = ["uid", *tensors, *([answers] if answers else [])]
         data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=fields)
-        rows = list(data["rm_scores"].unbind())
+        row_lengths = data["rm_scores"].offsets().diff().tolist()
+        uids = [str(uid) for uid in data["uid"].tolist()]
         preds = None
-        if settings.majority_vote:
-            if streaming:
-                infos = [(extra or {}).get("reward_extra_info", {}) for extra in data["extra_fields"].tolist()]
-                preds = [info.get("pred") for info in infos]
-            else:
-                preds = list(data["pred"].tolist())
-        rewards, group_metrics = group_rewards(
-            [float(row.sum()) for row in rows], [str(uid) for uid in data["uid"].tolist()], preds, settings
+        if answers == "extra_fields":
+            infos = [(extra or {}).get("reward_extra_info", {}) for extra in data["extra_fields"].tolist()]
+            preds = [info.get("pred") for info in infos]
+        elif answers == "pred":
+            preds = list(data["pred"].tolist())
+        padded = data.select(*tensors).to_padded_tensor()
+        scores, new_metrics = rewrite_rewards(
+            padded["rm_scores"],
+            padded["response_mask"],
+            padded[rlif.field] if rlif.active else None,
+            uids,
+            preds,
+            rlif,
+            group,
         )
-        nested = torch.nested.as_nested_tensor(rewards_at_last_token(rows, rewards), layout=torch.jagged)
+        rows = [scores[index, :length] for index, length in enumerate(row_lengths)]
+        nested = torch.nested.as_nested_tensor(rows, layout=torch.jagged)
         fields = compat.resolve("tensordict_utils").get_tensordict({"rm_scores": nested})
         tq.kv_batch_put(keys=batch.keys, partition_id=batch.partition_id, fields=fields)
-        metrics.update(group_metrics)
+        metrics.update(new_metrics)
 
 
 class RLSFTaskRunner(compat.resolve("TaskRunnerV1").__ray_actor_class__):
