@@ -32,6 +32,8 @@ SYMBOLS: dict[str, str] = {
     "RewardLoopManager": "verl.experimental.reward_loop.reward_loop:RewardLoopManager",
     # engines: looked up by (device, vendor); ours are registered with vendor="rlsf"
     "EngineRegistry": "verl.workers.engine.base:EngineRegistry",
+    "FSDPEngineWithLMHead": "verl.workers.engine.fsdp.transformer_impl:FSDPEngineWithLMHead",
+    "response_from_nested": "verl.workers.utils.padding:response_from_nested",
     # advantage estimators
     "register_adv_est": "verl.trainer.ppo.core_algos:register_adv_est",
     "DataProto": "verl.protocol:DataProto",

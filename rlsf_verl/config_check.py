@@ -162,12 +162,23 @@ def check_config(config: DictConfig) -> None:
 
     rlif = RLIFSettings.from_mapping((config.get("rlsf") or {}).get("rlif"))
     if rlif.signal == "self_certainty":
-        raise ValueError(
-            "rlsf.rlif.signal=self_certainty needs the full logits of the old-log-prob pass, which rlsf-verl's "
-            "engine hook does not provide yet; use neg_entropy or neg_trajectory_entropy (verl computes both), or "
-            "score self-certainty with a frozen scorer: rlsf_reward=self_confidence reward.self_confidence.signal="
-            "self_certainty"
-        )
+        env_vars = ((config.get("ray_kwargs") or {}).get("ray_init") or {}).get("runtime_env", {}).get("env_vars") or {}
+        if env_vars.get("VERL_ENGINE_VENDOR") != "rlsf":
+            raise ValueError(
+                "rlsf.rlif.signal=self_certainty is computed by rlsf-verl's engine, which the workers pick only with "
+                "ray_kwargs.ray_init.runtime_env.env_vars.VERL_ENGINE_VENDOR=rlsf; select RLIF with "
+                "rlsf_rlif=self_certainty, which sets it"
+            )
+        if config.actor_rollout_ref.actor.strategy not in ("fsdp", "fsdp2"):
+            raise ValueError(
+                f"actor_rollout_ref.actor.strategy={config.actor_rollout_ref.actor.strategy}: rlsf-verl's "
+                "self-certainty engine exists for FSDP only so far; use model_engine=dp (FSDP) or rlsf_rlif=neg_entropy"
+            )
+        if config.actor_rollout_ref.model.get("use_fused_kernels", False):
+            raise ValueError(
+                "actor_rollout_ref.model.use_fused_kernels=True: fused kernels never build the logits that "
+                "self-certainty needs; set it to False"
+            )
     correction = config.algorithm.get("rollout_correction") or {}
     if rlif.signal == "neg_entropy" and correction.get("bypass_mode", False):
         raise ValueError(

@@ -67,6 +67,12 @@ def logger() -> logging.Logger:
     return log
 
 
+def engine_modules() -> tuple[str, ...]:
+    """Our engine modules, only in processes told to use them (``VERL_ENGINE_VENDOR=rlsf``): importing
+    verl's engine package loads every backend, seconds that every other ``import verl`` is spared."""
+    return ("rlsf_verl.engines.fsdp",) if os.environ.get("VERL_ENGINE_VENDOR") == "rlsf" else ()
+
+
 def extra_modules() -> tuple[str, ...]:
     """Module names listed in ``$RLSF_VERL_EXTRA_MODULES`` (comma separated)."""
     return tuple(name.strip() for name in os.environ.get(EXTRA_MODULES_ENV, "").split(",") if name.strip())
@@ -119,7 +125,7 @@ def register() -> Registration:
     extra = extra_modules()
     try:
         compat.check_verl_version()
-        for module_name in REGISTRATION_MODULES + extra:
+        for module_name in REGISTRATION_MODULES + engine_modules() + extra:
             importlib.import_module(module_name)
         _registration = _collect(extra)
     except Exception:

@@ -11,8 +11,8 @@ import pytest
 from rlsf_verl import plugin
 
 
-def run_python(code: str, tmp_path, extra_modules: str = "") -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+def run_python(code: str, tmp_path, extra_modules: str = "", **env_vars: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", **env_vars)
     env[plugin.EXTRA_MODULES_ENV] = extra_modules
     env.pop(plugin.LOG_LEVEL_ENV, None)
     return subprocess.run(
@@ -50,6 +50,26 @@ def test_import_verl_alone_registers_the_plugin_and_logs_one_line(tmp_path):
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("[rlsf-verl] INFO rlsf-verl registered with verl 0.9.1")
     assert "extra modules user_rewards" in lines[0]
+
+
+def test_workers_told_to_use_our_engine_register_it_on_import_verl(tmp_path):
+    result = run_python(
+        """
+        import json, sys
+        import verl
+        from verl.workers.engine.base import EngineRegistry
+        engine = EngineRegistry.get_engine_cls("language_model", "fsdp")
+        print(json.dumps({"engine": f"{engine.__module__}.{engine.__name__}",
+                          "engines": sys.modules["rlsf_verl.plugin"].register().engines}))
+        """,
+        tmp_path,
+        VERL_ENGINE_VENDOR="rlsf",
+        VERL_ENGINE_DEVICE="cuda",
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["engine"] == "rlsf_verl.engines.fsdp.RLIFFSDPEngine"
+    assert report["engines"] == ["rlsf_verl.engines.fsdp.RLIFFSDPEngine"]
 
 
 def test_broken_registration_is_reported_not_swallowed(tmp_path):

@@ -32,12 +32,13 @@ from typing import Any
 
 import torch
 
+from rlsf_verl.engines import SELF_CERTAINTY_FIELD
 from rlsf_verl.naming import unknown_name_error
 from rlsf_verl.signals import masked_mean
 
 # signal -> (the verl / rlsf-verl per-token field it reads, sign)
 SIGNAL_FIELDS: dict[str, tuple[str, float]] = {
-    "self_certainty": ("rlif_self_certainty", 1.0),
+    "self_certainty": (SELF_CERTAINTY_FIELD, 1.0),
     "neg_entropy": ("entropy", -1.0),
     "neg_trajectory_entropy": ("old_log_probs", 1.0),
 }

@@ -15,6 +15,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from rlsf_verl import compat
+from rlsf_verl.engines import SELF_CERTAINTY_FIELD
 from rlsf_verl.trainer.group_step import GroupStepSettings, group_rewards, rewards_at_last_token
 from rlsf_verl.trainer.intrinsic import RLIFSettings, intrinsic_scores
 
@@ -81,6 +82,8 @@ class RLSFTrainer(compat.resolve("PPOTrainerSync")):
             preds = [info.get("pred") for info in infos]
         elif answers == "pred":
             preds = list(data["pred"].tolist())
+        if rlif.field == SELF_CERTAINTY_FIELD:  # our engine's output covers prompt and response tokens
+            data[rlif.field] = compat.resolve("response_from_nested")(data[rlif.field], data["response_mask"])
         padded = data.select(*tensors).to_padded_tensor()
         scores, new_metrics = rewrite_rewards(
             padded["rm_scores"],

@@ -174,8 +174,10 @@ def test_wrong_settings_fail_naming_the_key(values, message):
 
 def test_config_check_refuses_what_cannot_run():
     base = ["actor_rollout_ref.model.path=/models/policy"]
-    with pytest.raises(ValueError, match="rlsf_reward=self_confidence"):
+    with pytest.raises(ValueError, match="VERL_ENGINE_VENDOR=rlsf; select RLIF with rlsf_rlif=self_certainty"):
         check_config(compose_config([*base, "rlsf.rlif.signal=self_certainty"]))
+    with pytest.raises(ValueError, match="for FSDP only so far"):
+        check_config(compose_config([*base, "rlsf_rlif=self_certainty", "actor_rollout_ref.actor.strategy=megatron"]))
     with pytest.raises(ValueError, match="bypass_mode=false"):
         check_config(
             compose_config([*base, "rlsf.rlif.signal=neg_entropy", "algorithm.rollout_correction.bypass_mode=true"])
@@ -189,3 +191,12 @@ def test_trainer_config_declares_the_rlif_settings_with_their_defaults():
     config = compose_config(["actor_rollout_ref.model.path=/models/policy"])
     assert dict(config.rlsf.rlif) == {f.name: f.default for f in dataclasses.fields(RLIFSettings)}
     assert RLIFSettings.from_mapping(config.rlsf.rlif).active is False
+
+
+@pytest.mark.parametrize("signal", ["self_certainty", "neg_entropy", "neg_trajectory_entropy"])
+def test_rlif_overlay_selects_the_signal_and_passes_the_checks(signal):
+    config = compose_config(["actor_rollout_ref.model.path=/models/policy", f"rlsf_rlif={signal}"])
+    assert config.rlsf.rlif.signal == signal
+    engine_vendor = config.ray_kwargs.ray_init.runtime_env.get("env_vars", {}).get("VERL_ENGINE_VENDOR")
+    assert engine_vendor == ("rlsf" if signal == "self_certainty" else None)
+    check_config(config)
