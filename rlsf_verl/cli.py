@@ -3,8 +3,9 @@
     rlsf-verl run                                   # the RLSF pipeline on the embedded SmolLM2
     rlsf-verl run --model /models/phi-2 --run-dir runs/phi2 decode.k=10 tau=0.8
     rlsf-verl run --config my_run.yaml --from-stage dpo
+    rlsf-verl prepare gsm8k --input data/gsm8k --split train --split test --out data/gsm8k-verl
 
-Settings are the fields of :class:`rlsf_verl.rlsf.pipeline.PipelineConfig`, given as Hydra-style
+``run`` settings are the fields of :class:`rlsf_verl.rlsf.pipeline.PipelineConfig`, given as Hydra-style
 ``key=value`` overrides or in a YAML file. Errors print one line; ``--debug`` shows the traceback.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 
 def _pipeline_config(args: argparse.Namespace):
@@ -42,6 +44,23 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_prepare(args: argparse.Namespace) -> int:
+    import datasets
+
+    from rlsf_verl.data.verl_parquet import PREPARE_RECORD, prepare_dataset
+
+    datasets.disable_progress_bars()  # a bar per file of a few thousand rows is noise
+    splits = list(dict.fromkeys(args.split or ["train"]))
+    record = prepare_dataset(args.dataset, args.input, args.out, splits=splits, template=args.template,
+                             limit=args.limit, data_source=args.data_source)
+    for split in splits:
+        entry = record["splits"][split]
+        noun = "problem" if entry["count"] == 1 else "problems"
+        print(f"{split}: {entry['count']} {noun} -> {Path(args.out) / entry['file']}")
+    print(f"settings: {Path(args.out) / PREPARE_RECORD} (data_source {record['data_source']!r})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rlsf-verl",
@@ -66,6 +85,31 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
     run.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
     run.set_defaults(handler=_cmd_run)
+
+    from rlsf_verl.data.loaders import FORMATS
+    from rlsf_verl.data.prompts import PROMPT_TEMPLATES
+
+    prepare = commands.add_parser(
+        "prepare",
+        help="convert a local dataset file into verl's RL parquet (data.train_files / data.val_files)",
+        description=(
+            "Read a dataset in its original file format and write <out>/<split>.parquet with verl's columns "
+            "(data_source, prompt, ability, reward_model, extra_info), plus <out>/prepare.json recording "
+            "the settings. Nothing is downloaded."
+        ),
+    )
+    prepare.add_argument("dataset", help=f"the input's format: {', '.join(FORMATS)}")
+    prepare.add_argument("--input", required=True,
+                         help="a data file (one split), or a directory holding a file per split")
+    prepare.add_argument("--out", required=True, help="output directory")
+    prepare.add_argument("--split", action="append",
+                         help="split name, and with a directory --input the file to read; repeat for several "
+                              "(default train)")
+    prepare.add_argument("--template", default="cot", help=f"prompt template: {', '.join(PROMPT_TEMPLATES)} "
+                                                          "(default cot)")
+    prepare.add_argument("--limit", type=int, help="at most this many problems per split")
+    prepare.add_argument("--data-source", help="the data_source column (default: the dataset's HF name)")
+    prepare.set_defaults(handler=_cmd_prepare)
     return parser
 
 

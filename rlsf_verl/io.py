@@ -17,21 +17,31 @@ from pathlib import Path
 from typing import Any
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` to a temporary file next to ``path``, fsync it, then rename it over ``path``."""
+def atomic_write_file(path: str | os.PathLike, write: Callable[[Path], object]) -> Path:
+    """Run ``write(tmp)`` on a temporary file next to ``path``, fsync it, then rename it over ``path``;
+    for writers that take a file name (parquet, safetensors). A failed write leaves no temporary file.
+
+    >>> atomic_write_file("/tmp/rlsf-io-doc.bin", lambda tmp: tmp.write_bytes(b"ok")).read_bytes()
+    b'ok'
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
+        write(Path(tmp))
+        with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` atomically (see :func:`atomic_write_file`)."""
+    return atomic_write_file(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:

@@ -7,6 +7,9 @@ Formats (``fmt``) and the layout each was published in:
 - ``svamp``: a JSON list of ``{"ID", "Body", "Question", "Equation", "Answer"}``
 - ``commonsenseqa``: jsonl, ``{"id", "question": {"stem", "choices": [{"label", "text"}]}, "answerKey"}``
 - ``arc``: jsonl in the AI2 ARC format (same shape as CommonsenseQA; labels "1".."4" become A..D)
+- ``math``: jsonl of MATH / MATH-500 rows, ``{"problem", "answer"}`` or ``{"problem", "solution"}``
+  (the answer is then the last ``\\boxed{}`` of the solution); LaTeX answers are kept, normalised
+- ``aime``, ``amc``: jsonl, ``{"problem" (or "question"), "answer": number}``
 
 Either layout (jsonl or a JSON list) is read for any format, and ``.parquet`` files (the Hugging
 Face exports, where MCQ rows carry ``"question": str`` and ``"choices": {"label": [...],
@@ -22,6 +25,7 @@ Face exports, where MCQ rows carry ``"question": str`` and ``"choices": {"label"
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -30,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rlsf_verl.answers import normalize_number, parse_gsm8k_gold
+from rlsf_verl.answers import extract_answer, normalize_expression, normalize_number, parse_gsm8k_gold
 from rlsf_verl.data.problem import LETTERS, Problem
 from rlsf_verl.naming import unknown_name_error
 
@@ -157,6 +161,55 @@ def _mcq(source: str) -> Callable[[dict, int, _Where], Problem]:
     return parse
 
 
+def _question_text(record: dict, at: _Where) -> str:
+    """``problem`` (MATH, most AIME/AMC exports) or ``question`` (e.g. math-ai/amc23)."""
+    name = next((key for key in ("problem", "question") if key in record), None)
+    if name is None:
+        raise at.error("missing field 'problem' (or 'question')")
+    return at.field(record, name, str)
+
+
+def _last_boxed(solution: str, at: _Where) -> str:
+    r"""The normalised content of the last ``\boxed{...}`` (or ``\fbox{...}``) of a MATH solution."""
+    found = extract_answer(solution, kind="math")
+    if found is not None and found.source == "boxed":
+        return found.value
+    # A few MATH solutions write the brace-less form "\boxed 5".
+    bare = re.findall(r"\\boxed\s+([^\s${}]+)", solution)
+    answer = normalize_expression(bare[-1]) if bare else ""
+    if answer:
+        return answer
+    raise at.error("field 'solution' has no \\boxed{...} answer; add an 'answer' field or box the final answer")
+
+
+def _math(record: dict, index: int, at: _Where) -> Problem:
+    question = _question_text(record, at)
+    if "answer" in record:
+        given = at.field(record, "answer", (str, int, float))
+        answer = normalize_expression(str(given))
+        if not answer:
+            raise at.error(f"field 'answer' is empty: {given!r}")
+    elif "solution" in record:
+        answer = _last_boxed(at.field(record, "solution", str), at)
+    else:
+        raise at.error("missing field 'answer' (or 'solution' with a \\boxed{} answer)")
+    ident = record.get("unique_id") or f"math-{at.file.stem}-{index:05d}"  # MATH-500: "test/algebra/1.json"
+    return _problem(at, id=str(ident), question=question.strip(), answer=answer, kind="math", source="math")
+
+
+def _competition(source: str) -> Callable[[dict, int, _Where], Problem]:
+    """AIME / AMC: integer (AIME) or numeric (AMC exports) answers, so a non-number is an error."""
+
+    def parse(record: dict, index: int, at: _Where) -> Problem:
+        question = _question_text(record, at)
+        answer = _number(at.field(record, "answer", (int, float, str)), "answer", at)
+        ident = at.field(record, "id", (int, str)) if "id" in record else f"{at.file.stem}-{index:05d}"
+        return _problem(at, id=f"{source}-{ident}", question=question.strip(), answer=answer, kind="math",
+                        source=source)
+
+    return parse
+
+
 @dataclass(frozen=True)
 class _Format:
     parse: Callable[[dict, int, _Where], Problem]
@@ -165,6 +218,7 @@ class _Format:
 
 _MCQ_EXPECTED = ('one JSON object per line, {"id": str, "question": {"stem": str, "choices": '
                  '[{"label": "A", "text": str}, ...]}, "answerKey": "A"}')
+_COMPETITION_EXPECTED = 'one JSON object per line, {"problem" (or "question"): str, "answer": number}'
 FORMATS: dict[str, _Format] = {
     "gsm8k": _Format(
         _gsm8k, 'one JSON object per line, {"question": str, "answer": "<solution> #### <number>"}'
@@ -176,6 +230,10 @@ FORMATS: dict[str, _Format] = {
                              '"Answer": number}'),
     "commonsenseqa": _Format(_mcq("commonsenseqa"), _MCQ_EXPECTED),
     "arc": _Format(_mcq("arc"), _MCQ_EXPECTED + " (labels 1, 2, 3... are read as A, B, C...)"),
+    "math": _Format(_math, 'one JSON object per line, {"problem": str, "answer": str} or '
+                           '{"problem": str, "solution": "... \\boxed{<answer>}"}'),
+    "aime": _Format(_competition("aime"), _COMPETITION_EXPECTED),
+    "amc": _Format(_competition("amc"), _COMPETITION_EXPECTED),
 }
 
 
@@ -252,9 +310,6 @@ def load_problems(path: str | os.PathLike, fmt: str, split: str | None = None,
     if limit is not None and (not isinstance(limit, int) or limit < 0):
         raise ValueError(f"limit must be a non-negative integer or None, got {limit!r}")
     file = _resolve(Path(path), split)
-    problems: list[Problem] = []
-    for index, (record, at) in enumerate(_records(file, fmt)):
-        if limit is not None and index >= limit:
-            break
-        problems.append(FORMATS[fmt].parse(record, index, at))
-    return problems
+    # islice stops before reading record limit + 1, so a bad line past the limit is never parsed
+    records = itertools.islice(_records(file, fmt), limit)
+    return [FORMATS[fmt].parse(record, index, at) for index, (record, at) in enumerate(records)]
