@@ -9,15 +9,22 @@ builds :class:`RLSFTrainer` directly and the mode stays "sync".
 
 from __future__ import annotations
 
+import dataclasses
+import logging
+from pathlib import Path
 from pprint import pprint
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 
 from rlsf_verl import compat
+from rlsf_verl.algos.collapse_guard import CollapseGuard, CollapseGuardConfig
 from rlsf_verl.engines import SELF_CERTAINTY_FIELD
 from rlsf_verl.trainer.group_step import GroupStepSettings, group_rewards, rewards_at_last_token
 from rlsf_verl.trainer.intrinsic import RLIFSettings, intrinsic_scores
+
+logger = logging.getLogger(__name__)
+GUARD_STATE_FILE = "rlsf_collapse_guard.json"  # next to verl's actor/ and data.pt in global_step_N/
 
 
 def rewrite_rewards(
@@ -53,15 +60,78 @@ def rewrite_rewards(
 
 class RLSFTrainer(compat.resolve("PPOTrainerSync")):
     """``PPOTrainerSync`` whose advantage step first rewrites the rewards: ``rlsf.rlif`` (the policy's
-    own confidence as reward) and ``rlsf.group`` (majority vote, per-prompt z-score)."""
+    own confidence as reward) and ``rlsf.group`` (majority vote, per-prompt z-score); with RLIF on,
+    ``rlsf.collapse_guard`` watches each step's metrics and warns, stops or shifts weight to the
+    reward loop's (verifiable) score. The guard's state is saved with every checkpoint."""
+
+    def _rlsf_section(self, name: str):
+        return (self.config.get("rlsf") or {}).get(name)
+
+    @property
+    def collapse_guard(self) -> CollapseGuard | None:
+        """The guard when RLIF is on and the guard enabled, created on first use."""
+        if not hasattr(self, "_collapse_guard"):
+            config = CollapseGuardConfig.from_mapping(self._rlsf_section("collapse_guard"))
+            rlif = RLIFSettings.from_mapping(self._rlsf_section("rlif"))
+            self._collapse_guard = CollapseGuard(config) if rlif.active and config.enable else None
+        return self._collapse_guard
+
+    def rlif_settings(self) -> RLIFSettings:
+        """``rlsf.rlif`` with the guard's shift applied: score = (1 - v) * configured mix + v * reward loop."""
+        rlif = RLIFSettings.from_mapping(self._rlsf_section("rlif"))
+        guard = self.collapse_guard
+        if guard is None or not rlif.active or guard.verifiable_weight == 0:
+            return rlif
+        keep = 1.0 - guard.verifiable_weight
+        return dataclasses.replace(
+            rlif, weight=keep * rlif.weight, reward_weight=keep * rlif.reward_weight + guard.verifiable_weight
+        )
 
     def _compute_advantage(self, batch, metrics: dict):
-        section = self.config.get("rlsf") or {}
-        rlif = RLIFSettings.from_mapping(section.get("rlif"))
-        group = GroupStepSettings.from_mapping(section.get("group"))
+        rlif = self.rlif_settings()
+        group = GroupStepSettings.from_mapping(self._rlsf_section("group"))
         if rlif.active or group.active:
             self._rewrite_rewards(batch, metrics, rlif, group)
         return super()._compute_advantage(batch, metrics)
+
+    def _compute_metrics(self, batch, metrics, timing_raw, global_steps, epoch):
+        super()._compute_metrics(batch, metrics, timing_raw, global_steps, epoch)
+        if self.collapse_guard is not None:
+            self.observe_collapse(metrics)
+
+    def observe_collapse(self, metrics: dict):
+        """Show this step's metrics to the guard, log its verdict with them, and act on a firing."""
+        decision = self.collapse_guard.observe(self.global_steps, metrics)
+        metrics.update(decision.metrics())
+        if decision.fired:
+            logger.warning("[rlsf-verl] collapse guard, step %d (%s): %s", self.global_steps, decision.action,
+                           "; ".join(decision.reasons))  # fmt: skip
+            if decision.action == "stop":
+                self._save_checkpoint()
+                self.total_training_steps = self.global_steps  # verl's fit loop ends after this step
+        return decision
+
+    def _checkpoint_folder(self) -> Path:
+        root = Path(self.config.trainer.default_local_dir)
+        return (root if root.is_absolute() else Path.cwd() / root) / f"global_step_{self.global_steps}"
+
+    def save_guard_state(self) -> None:
+        if self.collapse_guard is not None:
+            self.collapse_guard.save(self._checkpoint_folder() / GUARD_STATE_FILE)
+
+    def load_guard_state(self) -> None:
+        state = self._checkpoint_folder() / GUARD_STATE_FILE
+        if self.collapse_guard is not None and self.global_steps > 0 and state.exists():
+            self.collapse_guard.load(state)
+
+    def _save_checkpoint(self):
+        super()._save_checkpoint()
+        self.save_guard_state()
+
+    def _load_checkpoint(self):
+        result = super()._load_checkpoint()
+        self.load_guard_state()
+        return result
 
     def _rewrite_rewards(self, batch, metrics: dict, rlif: RLIFSettings, group: GroupStepSettings) -> None:
         """Read the batch's rewards (signals, answers) from TransferQueue, rewrite them, put them back."""
