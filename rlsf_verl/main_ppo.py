@@ -18,9 +18,14 @@ from rlsf_verl.config_check import check_config
 
 @hydra.main(config_path="config", config_name="rlsf_trainer", version_base=None)
 def main(config) -> None:
+    check_then_run(config)
+
+
+def check_then_run(config) -> None:
+    """Refuse a wrong config in one line (no traceback), else train."""
     try:
         check_config(config)
-    except ValueError as error:  # a config mistake: say what to change, no traceback
+    except ValueError as error:  # a config mistake: say what to change
         raise SystemExit(f"rlsf-verl: config error: {error}") from None
     run(config)
 

@@ -117,3 +117,16 @@ def test_overlay_declares_every_manager_setting_with_its_default(option, section
     declared = OmegaConf.to_container(compose(f"rlsf_reward={option}").reward[section])
     defaults = {f.name: f.default for f in dataclasses.fields(cls)}
     assert declared == defaults
+
+
+def test_main_rlif_composes_self_certainty_under_grpo_and_switches_by_one_override():
+    rlif = compose_config(["actor_rollout_ref.model.path=/models/policy"], config_name="rlif_trainer")
+    assert (rlif.rlsf.rlif.signal, rlif.algorithm.adv_estimator) == ("self_certainty", "grpo")
+    assert rlif.ray_kwargs.ray_init.runtime_env.env_vars.VERL_ENGINE_VENDOR == "rlsf"
+    check_config(rlif)
+    ppo = compose_config(
+        ["actor_rollout_ref.model.path=/m", "rlsf_rlif=neg_entropy", "algorithm.adv_estimator=gae"],
+        config_name="rlif_trainer",
+    )
+    assert (ppo.rlsf.rlif.signal, ppo.algorithm.adv_estimator) == ("neg_entropy", "gae")
+    check_config(ppo)
