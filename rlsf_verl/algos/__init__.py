@@ -5,7 +5,8 @@ from rlsf_verl.algos.collapse_guard import (
     CollapseGuard,
     CollapseGuardConfig,
     GuardDecision,
+    response_text_metrics,
     transitional_word_rate,
 )
 
-__all__ = ["CollapseGuard", "CollapseGuardConfig", "GuardDecision", "transitional_word_rate"]
+__all__ = ["CollapseGuard", "CollapseGuardConfig", "GuardDecision", "response_text_metrics", "transitional_word_rate"]

@@ -81,6 +81,25 @@ def transitional_word_rate(texts: Sequence[str]) -> float:
     return 100.0 * hits / words if words else 0.0
 
 
+def response_text_metrics(texts: Sequence[str]) -> dict[str, float]:
+    """What the guard reads from a step's decoded responses: transitional words per 100 words and
+    the share of responses that state an answer (``rlsf_verl.answers``, math or letter).
+
+    >>> response_text_metrics(["Wait, 2 + 2 = 4. The answer is 4.", "no idea"])["rlif/answer_rate"]
+    0.5
+    """
+    from rlsf_verl.answers import extract_answer
+
+    stated = sum(
+        extract_answer(text, kind="math") is not None or extract_answer(text, kind="choice") is not None
+        for text in texts
+    )
+    return {
+        "rlif/transitional_rate": transitional_word_rate(texts),
+        "rlif/answer_rate": stated / len(texts) if texts else 0.0,
+    }
+
+
 @dataclass(frozen=True)
 class _Indicator:
     metrics: tuple[str, ...]  # metric names it reads, first present wins

@@ -18,7 +18,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from rlsf_verl import compat
-from rlsf_verl.algos.collapse_guard import CollapseGuard, CollapseGuardConfig
+from rlsf_verl.algos.collapse_guard import CollapseGuard, CollapseGuardConfig, response_text_metrics
 from rlsf_verl.engines import SELF_CERTAINTY_FIELD
 from rlsf_verl.trainer.group_step import GroupStepSettings, group_rewards, rewards_at_last_token
 from rlsf_verl.trainer.intrinsic import RLIFSettings, intrinsic_scores
@@ -97,7 +97,14 @@ class RLSFTrainer(compat.resolve("PPOTrainerSync")):
     def _compute_metrics(self, batch, metrics, timing_raw, global_steps, epoch):
         super()._compute_metrics(batch, metrics, timing_raw, global_steps, epoch)
         if self.collapse_guard is not None:
+            metrics.update(response_text_metrics(self._response_texts(batch)))
             self.observe_collapse(metrics)
+
+    def _response_texts(self, batch) -> list[str]:
+        import transfer_queue as tq
+
+        data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=["responses"])
+        return self.tokenizer.batch_decode(list(data["responses"].unbind()), skip_special_tokens=True)
 
     def observe_collapse(self, metrics: dict):
         """Show this step's metrics to the guard, log its verdict with them, and act on a firing."""

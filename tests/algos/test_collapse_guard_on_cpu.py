@@ -348,3 +348,14 @@ def test_constant_metrics_never_fire(entropy, certainty, length, rate, margin, m
     }
     guard = CollapseGuard(CollapseGuardConfig(window=3, patience=1, min_signals=min_signals))
     assert fired_steps(run_guard(guard, [metrics] * 30)) == []
+
+
+def test_response_text_metrics_feed_the_transitional_indicator():
+    from rlsf_verl.algos import response_text_metrics
+
+    metrics = response_text_metrics(["Wait, but 3 + 4 = 7. The answer is 7.", "The answer is (B).", "hmm no"])
+    assert metrics["rlif/answer_rate"] == pytest.approx(2 / 3)
+    assert metrics["rlif/transitional_rate"] == pytest.approx(100 * 3 / 15)
+    guard = CollapseGuard(CollapseGuardConfig(window=1, patience=1, min_signals=1))
+    guard.observe(1, metrics)
+    assert guard.observe(2, {"rlif/transitional_rate": 0.0}).fired
