@@ -1,0 +1,266 @@
+"""The recipes do what their READMEs say: every run script, run with DRY_RUN=1 against the installed
+verl, prints a config that selects the route's reward, RLIF signal and engine, takes its model and
+data paths from the environment, sets no legacy key and passes rlsf-verl's and verl's checks; a
+recipe's reward changes with one override; the READMEs show only commands that exist."""
+
+import importlib.util
+import os
+import re
+import shlex
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+import rlsf_verl
+from rlsf_verl import compat
+from rlsf_verl.config_check import check_config, find_legacy_keys
+
+REPO = Path(__file__).resolve().parents[2]
+RECIPES = REPO / "recipes"
+SCRIPTS = sorted(RECIPES.glob("*/run_*.sh"))
+READMES = sorted(RECIPES.glob("**/README.md"))
+
+# route folder -> the reward function and manager its scripts select
+ROUTES = {
+    "rlvr": ("rlvr_math", "naive"),
+    "rlsf_rm": ("rlvr_math", "rlsf_rm"),
+    "rlif": ("rlvr_math", "naive"),
+    "ttrl": ("majority_vote", "naive"),
+}
+# the RLIF signal a script selects by default: self-certainty has an FSDP engine only
+RLIF_DEFAULT_SIGNAL = {"fsdp": "self_certainty", "megatron": "neg_entropy"}
+
+RLIF_GRPO = RECIPES / "rlif" / "run_qwen2.5_3b_grpo_fsdp.sh"
+RLIF_MEGATRON = RECIPES / "rlif" / "run_qwen2.5_3b_grpo_megatron.sh"
+RLVR_GRPO = RECIPES / "rlvr" / "run_qwen2.5_3b_grpo_fsdp.sh"
+# (name, script, extra environment, extra command-line arguments): dry runs beyond each script's own
+VARIANTS = [
+    ("rlif_to_rlvr", RLIF_GRPO, {}, ["~rlsf_rlif"]),
+    ("rlvr_to_rlif", RLVR_GRPO, {}, ["rlsf_rlif=neg_trajectory_entropy"]),
+    ("self_certainty_on_megatron", RLIF_MEGATRON, {"SIGNAL": "self_certainty"}, []),
+]
+
+
+def _parts(script: Path) -> tuple[str, str, str]:
+    """``(route, algorithm, backend)`` of ``recipes/<route>/run_<model>_<algorithm>_<backend>.sh``."""
+    *_, algorithm, backend = script.stem.split("_")
+    return script.parent.name, algorithm, backend
+
+
+def _yaml_config(stdout: str):
+    """The config ``--cfg job`` printed: stdout from its first top-level key on."""
+    match = re.search(r"^[A-Za-z_]\w*:", stdout, flags=re.M)
+    assert match, f"no YAML in the output:\n{stdout[-2000:]}"
+    return OmegaConf.create(stdout[match.start() :])
+
+
+@pytest.fixture(scope="module")
+def paths(tmp_path_factory, tiny_model_dir) -> dict[str, str]:
+    """The environment every dry run gets: a real (tiny) model for verl's checks, an RM path distinct from it."""
+    root = tmp_path_factory.mktemp("recipes")
+    reward_model = root / "reward-model"
+    reward_model.symlink_to(tiny_model_dir, target_is_directory=True)
+    return {
+        "MODEL_PATH": str(tiny_model_dir),
+        "RM_PATH": str(reward_model),
+        "TRAIN_FILES": str(root / "data" / "train.parquet"),
+        "VAL_FILES": str(root / "data" / "test.parquet"),
+        "OUTPUT_DIR": str(root / "out"),
+    }
+
+
+@pytest.fixture(scope="module")
+def dry_runs(paths, tmp_path_factory) -> dict:
+    """Every script, then every variant, run with DRY_RUN=1, two at a time: ``{script or name: config}``."""
+    # python3 must be the interpreter running the tests (CI's .venv or a local one) and see this rlsf_verl
+    package_root = str(Path(rlsf_verl.__file__).resolve().parents[1])
+    base_env = {
+        **os.environ,
+        **paths,
+        "DRY_RUN": "1",
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+        "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])),
+        "HYDRA_FULL_ERROR": "1",
+    }
+    jobs = [(script, script, {}, []) for script in SCRIPTS] + VARIANTS
+
+    def dry_run(job):
+        key, script, env, args = job
+        cwd = tmp_path_factory.mktemp("cwd")  # Hydra writes outputs/ into the working directory
+        result = subprocess.run(
+            ["bash", str(script), *args],
+            env={**base_env, **env},
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert result.returncode == 0, f"{script.name} {args}: exit {result.returncode}\n{result.stderr[-3000:]}"
+        return key, _yaml_config(result.stdout)
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return dict(pool.map(dry_run, jobs))
+
+
+def test_every_recipe_folder_has_a_readme_and_every_script_folder_is_a_known_route():
+    assert {p.parent.name for p in SCRIPTS} == set(ROUTES)
+    assert {p.parent for p in READMES} == {RECIPES, *(p for p in RECIPES.iterdir() if p.is_dir())}
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_script_selects_its_route_reward_signal_and_engine(dry_runs, script):
+    config = dry_runs[script]
+    route, algorithm, backend = _parts(script)
+    function, manager = ROUTES[route]
+    assert config.reward.custom_reward_function.path == "pkg://rlsf_verl.rewards"
+    assert config.reward.custom_reward_function.name == function
+    assert config.reward.reward_manager.name == manager
+    assert config.algorithm.adv_estimator == {"ppo": "gae", "grpo": "grpo"}[algorithm]
+    assert config.actor_rollout_ref.actor.strategy == {"fsdp": "fsdp", "megatron": "megatron"}[backend]
+    signal = RLIF_DEFAULT_SIGNAL[backend] if route == "rlif" else None
+    assert config.rlsf.rlif.signal == signal
+    env_vars = config.ray_kwargs.ray_init.runtime_env.env_vars
+    assert env_vars.get("VERL_ENGINE_VENDOR") == ("rlsf" if signal == "self_certainty" else None)
+    assert config.rlsf.group.majority_vote == (route == "ttrl")
+    if route == "ttrl":  # the vote reads answers with the function's kind and compares them with the group step's
+        assert config.reward.custom_reward_function.reward_kwargs.kind == config.rlsf.group.answer_kind == "math"
+    assert config.reward.reward_model.enable == (route == "rlsf_rm")
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_script_takes_model_data_and_output_paths_from_the_environment(dry_runs, paths, script):
+    config = dry_runs[script]
+    route, algorithm, _ = _parts(script)
+    assert config.actor_rollout_ref.model.path == paths["MODEL_PATH"]
+    assert config.data.train_files == paths["TRAIN_FILES"]
+    assert config.data.val_files == paths["VAL_FILES"]
+    if route == "rlsf_rm":
+        assert config.reward.reward_model.model_path == paths["RM_PATH"]
+    if algorithm == "ppo":  # the paper's value head starts from the RM; elsewhere the critic starts from the policy
+        assert config.critic.model.path == paths["RM_PATH" if route == "rlsf_rm" else "MODEL_PATH"]
+    out = paths["OUTPUT_DIR"]
+    assert list(config.trainer.logger) == ["console", "file"]
+    assert config.trainer.validation_data_dir == f"{out}/validation"
+    assert config.trainer.default_local_dir == f"{out}/checkpoints"
+    assert config.ray_kwargs.ray_init.runtime_env.env_vars.VERL_FILE_LOGGER_PATH == f"{out}/metrics.jsonl"
+    assert config.trainer.project_name == "rlsf-verl"
+    assert script.stem.removeprefix("run_") in config.trainer.experiment_name
+
+
+@pytest.mark.filterwarnings("ignore:Disabled critic")  # verl's note for GRPO, which needs none
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_script_sets_no_legacy_key_and_passes_rlsf_verl_and_verl_checks(dry_runs, script):
+    config = dry_runs[script]
+    assert find_legacy_keys(config) == []
+    check_config(config)  # what `python -m rlsf_verl.main_ppo` runs before Ray; --cfg job skips it
+    compat.resolve("validate_config")(  # verl's own checks: batch arithmetic, config dataclasses
+        config=config,
+        use_reference_policy=compat.resolve("need_reference_policy")(config),
+        use_critic=compat.resolve("need_critic")(config),
+    )
+
+
+def test_experiment_names_differ_so_runs_never_share_an_output_directory(dry_runs):
+    names = [dry_runs[script].trainer.experiment_name for script in SCRIPTS]
+    assert len(set(names)) == len(names)
+
+
+def _differing_sections(a, b) -> set[str]:
+    a, b = OmegaConf.to_container(a), OmegaConf.to_container(b)
+    return {key for key in a.keys() | b.keys() if a.get(key) != b.get(key)}
+
+
+def test_rlif_recipe_becomes_rlvr_with_one_override(dry_runs):
+    rlif, rlvr = dry_runs[RLIF_GRPO], dry_runs["rlif_to_rlvr"]
+    assert rlvr.rlsf.rlif.signal is None
+    assert "VERL_ENGINE_VENDOR" not in rlvr.ray_kwargs.ray_init.runtime_env.env_vars
+    assert rlvr.reward.custom_reward_function.name == "rlvr_math"
+    # the signal and the engine it needed are all that changed
+    assert _differing_sections(rlif, rlvr) == {"rlsf", "ray_kwargs"}
+    assert _differing_sections(rlif.rlsf, rlvr.rlsf) == {"rlif"}
+    assert _differing_sections(rlif.rlsf.rlif, rlvr.rlsf.rlif) == {"signal"}
+    check_config(rlvr)
+
+
+def test_rlvr_recipe_becomes_rlif_with_one_override(dry_runs):
+    rlvr, rlif = dry_runs[RLVR_GRPO], dry_runs["rlvr_to_rlif"]
+    assert rlvr.rlsf.rlif.signal is None
+    assert rlif.rlsf.rlif.signal == "neg_trajectory_entropy"
+    assert _differing_sections(rlvr, rlif) == {"rlsf"}
+    check_config(rlif)
+
+
+def test_self_certainty_on_megatron_is_refused_before_training(dry_runs):
+    config = dry_runs["self_certainty_on_megatron"]
+    assert config.rlsf.rlif.signal == "self_certainty"
+    with pytest.raises(ValueError, match="actor_rollout_ref.actor.strategy=megatron"):
+        check_config(config)
+
+
+# ---- the READMEs' commands -------------------------------------------------------------------------------
+
+
+COMMAND_WORDS = ("bash", "rlsf-verl", "python3", "python")
+
+
+def _words(command: str) -> list[str]:
+    """The shell words of ``command`` without comments and leading ``NAME=value`` assignments."""
+    words = shlex.split(command, comments=True)
+    while words and re.fullmatch(r"[A-Z_][A-Z0-9_]*=.*", words[0]):
+        words.pop(0)
+    return words
+
+
+def _readme_commands() -> list[tuple[Path, list[str]]]:
+    """``(readme, words)`` for every line of a ```bash block (continuations joined) and every inline
+    code span of a table row that starts with a command."""
+    commands = []
+    for readme in READMES:
+        text = readme.read_text(encoding="utf-8")
+        for block in re.findall(r"^```bash\n(.*?)^```", text, flags=re.S | re.M):
+            commands += [(readme, words) for line in block.replace("\\\n", " ").splitlines() if (words := _words(line))]
+        for row in re.findall(r"^\|.*$", text, flags=re.M):
+            spans = [_words(span) for span in re.findall(r"`([^`]+)`", row)]
+            commands += [(readme, words) for words in spans if words and words[0] in COMMAND_WORDS]
+    return commands
+
+
+README_COMMANDS = _readme_commands()
+
+
+def test_readmes_show_commands():
+    assert {readme.parent.name for readme, _ in README_COMMANDS} >= set(ROUTES) | {"rlsf_dpo"}
+
+
+@pytest.mark.parametrize(
+    ("readme", "words"), README_COMMANDS, ids=[f"{r.parent.name}:{' '.join(w)[:60]}" for r, w in README_COMMANDS]
+)
+def test_readme_command_is_a_recipe_script_an_rlsf_verl_command_or_a_python_module(readme, words):
+    from rlsf_verl.cli import build_parser
+
+    command = " ".join(words)
+    if words[0] == "bash":
+        assert (REPO / words[1]).resolve() in SCRIPTS, f"{readme}: {words[1]} is not a recipe script"
+    elif words[0] == "rlsf-verl":
+        try:
+            args = build_parser().parse_args(words[1:])
+        except SystemExit:
+            pytest.fail(f"{readme}: `{command}` does not parse as an rlsf-verl command")
+        if args.command == "run":  # each key=value must name a PipelineConfig field
+            from rlsf_verl.rlsf.pipeline import PipelineConfig
+
+            OmegaConf.merge(OmegaConf.structured(PipelineConfig), OmegaConf.from_dotlist(args.overrides))
+    elif words[:2] in (["python3", "-m"], ["python", "-m"]):
+        assert importlib.util.find_spec(words[2]) is not None, f"{readme}: no module {words[2]}"
+    else:
+        pytest.fail(f"{readme}: `{command}` is neither `bash recipes/...`, `rlsf-verl ...` nor `python3 -m ...`")
+
+
+def test_every_script_is_shown_in_its_routes_readme():
+    for script in SCRIPTS:
+        shown = {words[1] for readme, words in README_COMMANDS if readme.parent == script.parent and words[0] == "bash"}
+        assert str(script.relative_to(REPO)) in shown, f"{script.name} is missing from {script.parent.name}/README.md"
