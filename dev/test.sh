@@ -4,6 +4,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash dev/setup_venv.sh
 bash dev/setup_vllm_venv.sh  # a real vLLM (CPU) for the server tests, in its own venv
+# Debian's Chromium opens the compare report's HTML in a test (a no-op when it is installed)
+command -v chromium > /dev/null || { apt-get update -qq && apt-get install -y -qq chromium > /dev/null; }
 # Subprocess tests re-import transformers/verl; let Python keep bytecode so only the first compiles.
 unset PYTHONDONTWRITEBYTECODE
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 WANDB_MODE=disabled

@@ -4,6 +4,7 @@
     rlsf-verl run --model /models/phi-2 --run-dir runs/phi2 decode.k=10 tau=0.8
     rlsf-verl run --config my_run.yaml --from-stage dpo
     rlsf-verl prepare gsm8k --input data/gsm8k --split train --split test --out data/gsm8k-verl
+    rlsf-verl compare runs/rlif runs/rlvr runs/rlsf-default --out reports/cmp --names rlif,rlvr,rlsf
 
 ``run`` settings are the fields of :class:`rlsf_verl.rlsf.pipeline.PipelineConfig`, given as Hydra-style
 ``key=value`` overrides or in a YAML file. Errors print one line; ``--debug`` shows the traceback.
@@ -51,13 +52,33 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
 
     datasets.disable_progress_bars()  # a bar per file of a few thousand rows is noise
     splits = list(dict.fromkeys(args.split or ["train"]))
-    record = prepare_dataset(args.dataset, args.input, args.out, splits=splits, template=args.template,
-                             limit=args.limit, data_source=args.data_source)
+    record = prepare_dataset(
+        args.dataset,
+        args.input,
+        args.out,
+        splits=splits,
+        template=args.template,
+        limit=args.limit,
+        data_source=args.data_source,
+    )
     for split in splits:
         entry = record["splits"][split]
         noun = "problem" if entry["count"] == 1 else "problems"
         print(f"{split}: {entry['count']} {noun} -> {Path(args.out) / entry['file']}")
     print(f"settings: {Path(args.out) / PREPARE_RECORD} (data_source {record['data_source']!r})")
+    return 0
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from rlsf_verl.analysis.compare import CompareSettings, compare_runs, format_markdown
+
+    names = [name.strip() for name in args.names.split(",")] if args.names else None
+    settings = CompareSettings(
+        validation_dir=args.validation_dir, metrics=args.metrics, confidence_key=args.confidence_key, n_bins=args.n_bins
+    )
+    report = compare_runs(args.run_dirs, args.out, names=names, settings=settings)
+    print(format_markdown(report, with_plots=False).rstrip())
+    print(f"\nreport: {Path(args.out) / 'report.html'} (also report.md, report.json and the PNGs)")
     return 0
 
 
@@ -99,17 +120,48 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     prepare.add_argument("dataset", help=f"the input's format: {', '.join(FORMATS)}")
-    prepare.add_argument("--input", required=True,
-                         help="a data file (one split), or a directory holding a file per split")
+    prepare.add_argument(
+        "--input", required=True, help="a data file (one split), or a directory holding a file per split"
+    )
     prepare.add_argument("--out", required=True, help="output directory")
-    prepare.add_argument("--split", action="append",
-                         help="split name, and with a directory --input the file to read; repeat for several "
-                              "(default train)")
-    prepare.add_argument("--template", default="cot", help=f"prompt template: {', '.join(PROMPT_TEMPLATES)} "
-                                                          "(default cot)")
+    prepare.add_argument(
+        "--split",
+        action="append",
+        help="split name, and with a directory --input the file to read; repeat for several (default train)",
+    )
+    prepare.add_argument(
+        "--template", default="cot", help=f"prompt template: {', '.join(PROMPT_TEMPLATES)} (default cot)"
+    )
     prepare.add_argument("--limit", type=int, help="at most this many problems per split")
     prepare.add_argument("--data-source", help="the data_source column (default: the dataset's HF name)")
     prepare.set_defaults(handler=_cmd_prepare)
+
+    compare = commands.add_parser(
+        "compare",
+        help="compare runs side by side: accuracy, calibration, entropy, self-certainty, guard events",
+        description=(
+            "Read verl runs (the FileLogger metric log, *.jsonl of {step, data} lines, and the validation dumps "
+            "<run>/validation/<step>.jsonl) and RLSF pipeline runs (rlsf-verl run: eval/before.jsonl, "
+            "eval/after.jsonl) and write report.md, report.html, report.json and PNG plots into --out. "
+            "Pieces a run lacks show as n/a."
+        ),
+    )
+    compare.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories to compare")
+    compare.add_argument("--out", required=True, help="report directory")
+    compare.add_argument("--names", help="comma-separated run names, one per RUN_DIR (default: directory names)")
+    compare.add_argument(
+        "--validation-dir",
+        default="validation",
+        help="validation dumps inside each run (trainer.validation_data_dir; default validation)",
+    )
+    compare.add_argument("--metrics", help="the metric log inside each run, when a run holds several")
+    compare.add_argument(
+        "--confidence-key",
+        default="confidence",
+        help="validation-dump column with a confidence in [0, 1] (default confidence)",
+    )
+    compare.add_argument("--n-bins", type=int, default=10, help="equal-width ECE bins (default 10)")
+    compare.set_defaults(handler=_cmd_compare)
     return parser
 
 

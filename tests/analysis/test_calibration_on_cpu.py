@@ -25,10 +25,7 @@ def hand_ece(conf, correct, n_bins=10):
     total = 0.0
     for b in range(n_bins):
         lower, upper = b / n_bins, (b + 1) / n_bins
-        members = [
-            i for i in range(n)
-            if lower <= conf[i] < upper or (b == n_bins - 1 and conf[i] == 1.0)
-        ]
+        members = [i for i in range(n) if lower <= conf[i] < upper or (b == n_bins - 1 and conf[i] == 1.0)]
         if not members:
             continue
         mean_conf = sum(float(conf[i]) for i in members) / len(members)
@@ -164,9 +161,7 @@ def test_report_agrees_with_the_individual_metrics():
 
 def test_report_bins_hold_only_non_empty_bins_whose_counts_sum_to_n():
     report = calibration_report([0.05, 0.07, 0.55, 0.99], [True, False, True, True])
-    assert [(b.lower, b.count, b.accuracy) for b in report.bins] == [
-        (0.0, 2, 0.5), (0.5, 1, 1.0), (0.9, 1, 1.0)
-    ]
+    assert [(b.lower, b.count, b.accuracy) for b in report.bins] == [(0.0, 2, 0.5), (0.5, 1, 1.0), (0.9, 1, 1.0)]
     assert sum(b.count for b in report.bins) == report.n
     assert report.bins[0].mean_confidence == pytest.approx(0.06)
 
@@ -178,8 +173,13 @@ def test_report_to_dict_round_trips_through_json():
     assert data["ece"] == pytest.approx(report.ece)
     assert data["auroc"] == pytest.approx(report.auroc)
     assert data["bins"] == [
-        {"lower": b.lower, "upper": b.upper, "count": b.count, "mean_confidence": b.mean_confidence,
-         "accuracy": b.accuracy}
+        {
+            "lower": b.lower,
+            "upper": b.upper,
+            "count": b.count,
+            "mean_confidence": b.mean_confidence,
+            "accuracy": b.accuracy,
+        }
         for b in report.bins
     ]
 
@@ -239,9 +239,7 @@ def test_multi_dimensional_input_is_rejected():
         calibration_report([[0.1, 0.2], [0.3, 0.4]], [True, False, True, False])
 
 
-@pytest.mark.parametrize(
-    ("n_bins", "error"), [(0, ValueError), (-3, ValueError), (2.5, TypeError), (True, TypeError)]
-)
+@pytest.mark.parametrize(("n_bins", "error"), [(0, ValueError), (-3, ValueError), (2.5, TypeError), (True, TypeError)])
 def test_an_invalid_bin_count_is_rejected(n_bins, error):
     with pytest.raises(error, match="n_bins"):
         calibration_report([0.5], [True], n_bins=n_bins)
@@ -263,7 +261,7 @@ def read_png(path):
 def before_after():
     conf0, correct0 = random_sample(0)
     conf1, correct1 = random_sample(1)
-    return calibration_report(conf0 ** 0.3, correct0), calibration_report(conf1, correct1)
+    return calibration_report(conf0**0.3, correct0), calibration_report(conf1, correct1)
 
 
 @pytest.fixture(scope="module")
@@ -290,9 +288,7 @@ def test_reliability_diagram_leaves_no_temporary_file_and_creates_missing_folder
     assert [p.name for p in out.parent.iterdir()] == ["rd.png"]
 
 
-def test_a_failed_reliability_diagram_leaves_neither_target_nor_temporary_file(
-    tmp_path, before_after, monkeypatch
-):
+def test_a_failed_reliability_diagram_leaves_neither_target_nor_temporary_file(tmp_path, before_after, monkeypatch):
     from matplotlib.figure import Figure
 
     def broken_savefig(self, *args, **kwargs):
