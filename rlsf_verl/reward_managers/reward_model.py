@@ -14,7 +14,6 @@ Per-prompt z-scoring needs the whole group of responses and runs in the trainer'
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections import Counter
 from collections.abc import Mapping
@@ -22,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rlsf_verl import compat
-from rlsf_verl.naming import unknown_name_error
+from rlsf_verl.naming import settings_values
 from rlsf_verl.reward_managers.http import JSONClient
 from rlsf_verl.reward_managers.trajectory import (
     Trajectory,
@@ -45,11 +44,7 @@ class RewardModelSettings:
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> RewardModelSettings:
-        fields = {f.name for f in dataclasses.fields(cls)}
-        for key in values:
-            if key not in fields:
-                raise unknown_name_error("reward.rlsf_rm key", key, fields)
-        values = dict(values)
+        values = settings_values("reward.rlsf_rm", cls, values)
         if values.get("clip") is not None:
             clip = list(values["clip"])
             if len(clip) != 2 or not all(math.isfinite(float(v)) for v in clip) or float(clip[0]) > float(clip[1]):

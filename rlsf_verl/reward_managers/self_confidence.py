@@ -34,7 +34,7 @@ from typing import Any
 
 from rlsf_verl import compat
 from rlsf_verl.answers import char_span_to_token_span, extract_answer
-from rlsf_verl.naming import unknown_name_error
+from rlsf_verl.naming import settings_values, unknown_name_error
 from rlsf_verl.reward_managers.scorers import LocalScorer, Scorer, ServerScorer, TokenScores
 from rlsf_verl.reward_managers.trajectory import (
     Trajectory,
@@ -75,11 +75,8 @@ class SelfConfidenceSettings:
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any], policy_path: str | None = None) -> SelfConfidenceSettings:
-        fields = {f.name for f in dataclasses.fields(cls)}
-        for key in values:
-            if key not in fields:
-                raise unknown_name_error("reward.self_confidence key", key, fields)
-        settings = cls(**dict(values))
+        values = settings_values("reward.self_confidence", cls, values)
+        settings = cls(**values)
         if settings.model_path is None and policy_path is not None:
             settings = dataclasses.replace(settings, model_path=policy_path)
         settings.validate()

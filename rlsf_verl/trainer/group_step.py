@@ -17,7 +17,6 @@ reward there (``rlsf.group.*``), before verl's own estimators (GRPO, GAE, ...) r
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections import defaultdict
 from collections.abc import Hashable, Mapping, Sequence
@@ -26,7 +25,7 @@ from typing import Any
 
 import torch
 
-from rlsf_verl.naming import unknown_name_error
+from rlsf_verl.naming import settings_values
 from rlsf_verl.rewards.majority import group_majority_votes, majority_vote_metrics
 
 
@@ -41,11 +40,8 @@ class GroupStepSettings:
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any] | None) -> GroupStepSettings:
-        fields = {f.name for f in dataclasses.fields(cls)}
-        for key in values or {}:
-            if key not in fields:
-                raise unknown_name_error("rlsf.group key", key, fields)
-        settings = cls(**dict(values or {}))
+        values = settings_values("rlsf.group", cls, values)
+        settings = cls(**values)
         if not (settings.eps > 0 and math.isfinite(settings.eps)):
             raise ValueError(f"rlsf.group.eps={settings.eps}: must be a small positive number")
         return settings

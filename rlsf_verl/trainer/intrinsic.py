@@ -24,7 +24,6 @@ reward_weight * rm_score.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -33,7 +32,7 @@ from typing import Any
 import torch
 
 from rlsf_verl.engines import SELF_CERTAINTY_FIELD
-from rlsf_verl.naming import unknown_name_error
+from rlsf_verl.naming import settings_values, unknown_name_error
 from rlsf_verl.signals import masked_mean
 
 # signal -> (the verl / rlsf-verl per-token field it reads, sign)
@@ -56,11 +55,8 @@ class RLIFSettings:
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any] | None) -> RLIFSettings:
-        fields = {f.name for f in dataclasses.fields(cls)}
-        for key in values or {}:
-            if key not in fields:
-                raise unknown_name_error("rlsf.rlif key", key, fields)
-        settings = cls(**dict(values or {}))
+        values = settings_values("rlsf.rlif", cls, values)
+        settings = cls(**values)
         if settings.signal is not None and settings.signal not in SIGNAL_FIELDS:
             raise unknown_name_error("rlsf.rlif.signal", settings.signal, SIGNAL_FIELDS)
         if settings.level not in LEVELS:
