@@ -90,16 +90,19 @@ def group_rewards(
     return rewards, metrics
 
 
-def rewards_at_last_token(rows: Sequence[torch.Tensor], rewards: Sequence[float]) -> list[torch.Tensor]:
-    """Token-level score rows (one per response, its own length) holding each reward at the last
-    token and 0 elsewhere, as verl lays out ``rm_scores``; an empty row cannot carry a reward."""
-    if len(rows) != len(rewards):
-        raise ValueError(f"rows and rewards: lengths differ ({len(rows)} vs {len(rewards)})")
-    out = []
-    for index, (row, reward) in enumerate(zip(rows, rewards, strict=True)):
-        if row.numel() == 0:
-            raise ValueError(f"rm_scores row {index}: a response with no tokens cannot carry a reward")
-        new = torch.zeros_like(row)
-        new[-1] = reward
-        out.append(new)
-    return out
+def at_last_token(values: torch.Tensor, lengths: torch.Tensor, width: int) -> torch.Tensor:
+    """Token-level scores [B, width] holding each row's value [B] at its last response token
+    (``lengths`` [B]) and 0 elsewhere, as verl lays out ``rm_scores``; an empty response cannot
+    carry a reward.
+
+    >>> at_last_token(torch.tensor([1.0, -2.0]), torch.tensor([3, 1]), 3).tolist()
+    [[0.0, 0.0, 1.0], [-2.0, 0.0, 0.0]]
+    """
+    if values.shape != lengths.shape:
+        raise ValueError(f"values and lengths: shapes differ ({tuple(values.shape)} vs {tuple(lengths.shape)})")
+    if (lengths < 1).any():
+        empty = torch.nonzero(lengths < 1).flatten().tolist()
+        raise ValueError(f"rm_scores rows {empty}: a response with no tokens cannot carry a reward")
+    scores = torch.zeros(len(values), width, dtype=torch.float32, device=values.device)
+    scores[torch.arange(len(values), device=values.device), lengths.long() - 1] = values.float()
+    return scores

@@ -34,6 +34,7 @@ import torch
 from rlsf_verl.engines import SELF_CERTAINTY_FIELD
 from rlsf_verl.naming import settings_values, unknown_name_error
 from rlsf_verl.signals import masked_mean
+from rlsf_verl.trainer.group_step import at_last_token
 
 # signal -> (the verl / rlsf-verl per-token field it reads, sign)
 SIGNAL_FIELDS: dict[str, tuple[str, float]] = {
@@ -98,8 +99,7 @@ def intrinsic_scores(
         raise ValueError(f"{settings.field}: non-finite values inside the response; check the policy's logits")
     means, _ = masked_mean(signed, mask)
     if settings.level == "trajectory":
-        intrinsic = torch.zeros_like(signed)
-        intrinsic[torch.arange(len(lengths)), lengths - 1] = means
+        intrinsic = at_last_token(means, lengths, signed.shape[-1])
     else:
         intrinsic = signed / lengths.unsqueeze(-1).to(signed.dtype)
     scores = settings.weight * intrinsic + settings.reward_weight * rm_scores.float() * mask

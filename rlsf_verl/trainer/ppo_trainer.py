@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from rlsf_verl import compat
 from rlsf_verl.algos.collapse_guard import CollapseGuard, CollapseGuardConfig, response_text_metrics
 from rlsf_verl.engines import SELF_CERTAINTY_FIELD
-from rlsf_verl.trainer.group_step import GroupStepSettings, group_rewards, rewards_at_last_token
+from rlsf_verl.trainer.group_step import GroupStepSettings, at_last_token, group_rewards
 from rlsf_verl.trainer.intrinsic import RLIFSettings, intrinsic_scores
 
 logger = logging.getLogger(__name__)
@@ -48,12 +48,8 @@ def rewrite_rewards(
         scores, rlif_metrics = intrinsic_scores(signal_values, response_mask, scores, rlif)
         metrics.update(rlif_metrics)
     if group.active:
-        lengths = response_mask.bool().sum(dim=-1)
         rewards, group_metrics = group_rewards(scores.sum(dim=-1).tolist(), uids, preds, group)
-        rows = rewards_at_last_token([torch.zeros(int(n)) for n in lengths], rewards)
-        scores = torch.zeros_like(scores)
-        for index, row in enumerate(rows):
-            scores[index, : len(row)] = row
+        scores = at_last_token(torch.tensor(rewards), response_mask.bool().sum(dim=-1), scores.shape[-1])
         metrics.update(group_metrics)
     return scores, metrics
 

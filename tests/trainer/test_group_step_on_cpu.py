@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from rlsf_verl.reward_loop import compose_config
-from rlsf_verl.trainer.group_step import GroupStepSettings, group_rewards, rewards_at_last_token
+from rlsf_verl.trainer.group_step import GroupStepSettings, at_last_token, group_rewards
 
 UIDS = ["p1", "p2", "p1", "p2", "p1", "p2"]  # interleaved, as verl's balanced batches are
 PREDS = ["7", "3", "7.0", "", "8", "3"]
@@ -52,19 +52,15 @@ def test_wrong_settings_fail_naming_the_key(values, message):
 
 
 def test_rewards_go_to_the_last_token_of_each_response():
-    rows = [torch.tensor([0.0, 0.0, 0.3]), torch.tensor([0.7])]
-    assert [r.tolist() for r in rewards_at_last_token(rows, [1.0, -2.0])] == [[0.0, 0.0, 1.0], [-2.0]]
+    scores = at_last_token(torch.tensor([1.0, -2.0]), torch.tensor([3, 1]), 3)
+    assert scores.tolist() == [[0.0, 0.0, 1.0], [-2.0, 0.0, 0.0]]
     with pytest.raises(ValueError, match="no tokens"):
-        rewards_at_last_token([torch.zeros(0)], [1.0])
+        at_last_token(torch.tensor([1.0]), torch.tensor([0]), 3)
 
 
-def _padded(rows):
-    width = max(len(row) for row in rows)
-    scores = torch.zeros(len(rows), width)
-    mask = torch.zeros(len(rows), width)
-    for i, row in enumerate(rows):
-        scores[i, : len(row)] = row
-        mask[i, : len(row)] = 1
+def _padded(scores, lengths):
+    """``scores`` with the response mask of ``lengths``, as verl hands both to its estimators."""
+    mask = (torch.arange(scores.shape[-1]) < torch.tensor(lengths).unsqueeze(-1)).float()
     return scores, mask
 
 
@@ -73,8 +69,7 @@ def test_verls_grpo_advantage_of_the_majority_rewards_matches_hand_computation()
 
     lengths = [3, 2, 4, 1, 2, 3]
     rewards, _ = group_rewards([0.0] * 6, UIDS, PREDS, MAJORITY)
-    rows = rewards_at_last_token([torch.zeros(n) for n in lengths], rewards)
-    scores, mask = _padded(rows)
+    scores, mask = _padded(at_last_token(torch.tensor(rewards), torch.tensor(lengths), max(lengths)), lengths)
     advantages, _ = compute_grpo_outcome_advantage(scores, mask, index=np.array(UIDS, dtype=object))
     # p1 rewards 1, 1, 0: mean 2/3, sample std sqrt(1/3); p2 rewards 1, 0, 1: the same
     std = math.sqrt(1 / 3)
@@ -89,7 +84,7 @@ def test_verls_gae_returns_carry_the_zscored_reward_back_over_the_response():
 
     lengths = [3, 2, 4, 1, 2, 3]
     rewards, _ = group_rewards([1.0, 10.0, 2.0, 20.0, 3.0, 30.0], UIDS, None, GroupStepSettings(zscore=True, eps=1e-12))
-    scores, mask = _padded(rewards_at_last_token([torch.zeros(n) for n in lengths], rewards))
+    scores, mask = _padded(at_last_token(torch.tensor(rewards), torch.tensor(lengths), max(lengths)), lengths)
     _, returns = compute_gae_advantage_return(scores, torch.zeros_like(scores), mask, gamma=1.0, lam=1.0)
     for i, n in enumerate(lengths):  # gamma = 1, zero values: every token's return is the final reward
         assert returns[i, :n].tolist() == pytest.approx([rewards[i]] * n, abs=1e-6)
