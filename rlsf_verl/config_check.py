@@ -11,6 +11,7 @@ Any non-null leaf under those three sections is an error here, with the key to s
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 from collections.abc import Mapping
 from pathlib import Path
@@ -153,6 +154,10 @@ def check_reward_config(config: DictConfig) -> None:
 
 def check_config(config: DictConfig) -> None:
     """Every check rlsf-verl runs on a composed verl config before training starts."""
+    from rlsf_verl.plugin import extra_modules
+
+    for module in extra_modules():  # the user's signals and rewards, named in the config
+        importlib.import_module(module)
     check_verl_config(config)
     check_reward_config(config)
     if not config.trainer.get("use_v1", True):
@@ -161,28 +166,12 @@ def check_config(config: DictConfig) -> None:
     from rlsf_verl.trainer.intrinsic import RLIFSettings
 
     rlif = RLIFSettings.from_mapping((config.get("rlsf") or {}).get("rlif"))
-    if rlif.signal == "self_certainty":
-        env_vars = ((config.get("ray_kwargs") or {}).get("ray_init") or {}).get("runtime_env", {}).get("env_vars") or {}
-        if env_vars.get("VERL_ENGINE_VENDOR") != "rlsf":
-            raise ValueError(
-                "rlsf.rlif.signal=self_certainty is computed by rlsf-verl's engine, which the workers pick only with "
-                "ray_kwargs.ray_init.runtime_env.env_vars.VERL_ENGINE_VENDOR=rlsf; select RLIF with "
-                "rlsf_rlif=self_certainty, which sets it"
-            )
-        if config.actor_rollout_ref.actor.strategy not in ("fsdp", "fsdp2"):
-            raise ValueError(
-                f"actor_rollout_ref.actor.strategy={config.actor_rollout_ref.actor.strategy}: rlsf-verl's "
-                "self-certainty engine exists for FSDP only so far; use model_engine=dp (FSDP) or rlsf_rlif=neg_entropy"
-            )
-        if config.actor_rollout_ref.model.get("use_fused_kernels", False):
-            raise ValueError(
-                "actor_rollout_ref.model.use_fused_kernels=True: fused kernels never build the logits that "
-                "self-certainty needs; set it to False"
-            )
+    if rlif.active and rlif.from_engine:
+        _check_engine_signal(config, rlif)
     correction = config.algorithm.get("rollout_correction") or {}
-    if rlif.signal == "neg_entropy" and correction.get("bypass_mode", False):
+    if rlif.active and "entropy" in rlif.fields and correction.get("bypass_mode", False):
         raise ValueError(
-            "rlsf.rlif.signal=neg_entropy reads the entropy of verl's old-log-prob pass, which "
+            f"rlsf.rlif.signal={rlif.signal} reads the entropy of verl's old-log-prob pass, which "
             "algorithm.rollout_correction.bypass_mode=true skips; set bypass_mode=false or use neg_trajectory_entropy"
         )
     group = GroupStepSettings.from_mapping((config.get("rlsf") or {}).get("group"))
@@ -191,6 +180,42 @@ def check_config(config: DictConfig) -> None:
         raise ValueError(
             "rlsf.group.majority_vote=true needs each response's answer: set rlsf_reward=majority_vote "
             "(reward.custom_reward_function.name=majority_vote)"
+        )
+
+
+def _check_engine_signal(config: DictConfig, rlif) -> None:
+    """A signal computed by rlsf-verl's engine: the workers must pick our engine and know the signal."""
+    from rlsf_verl.engines import ENGINE_VENDOR, ENGINE_VENDOR_ENV, RLIF_SIGNAL_ENV
+
+    env_vars = ((config.get("ray_kwargs") or {}).get("ray_init") or {}).get("runtime_env", {}).get("env_vars") or {}
+    prefix = "ray_kwargs.ray_init.runtime_env.env_vars"
+    overlay = (
+        "rlsf_rlif=self_certainty"
+        if rlif.signal == "self_certainty"
+        else f"rlsf_rlif=custom rlsf.rlif.signal={rlif.signal}"
+    )
+    wanted = {ENGINE_VENDOR_ENV: ENGINE_VENDOR, RLIF_SIGNAL_ENV: rlif.signal}
+    for name, value in wanted.items():
+        if env_vars.get(name) != value:
+            raise ValueError(
+                f"rlsf.rlif.signal={rlif.signal} is computed by rlsf-verl's engine, which the workers run only with "
+                f"{prefix}.{name}={value} (found {env_vars.get(name)!r}); select RLIF with {overlay}, which sets it"
+            )
+    if "logprob" in rlif.spec.needs:
+        raise ValueError(
+            f"rlsf.rlif.signal={rlif.signal} reads both the logits and the sampled tokens' log-probs; rlsf-verl's "
+            "engine gives a signal the logits only. Split it into two signals or read log-probs only"
+        )
+    if config.actor_rollout_ref.actor.strategy not in ("fsdp", "fsdp2"):
+        raise ValueError(
+            f"actor_rollout_ref.actor.strategy={config.actor_rollout_ref.actor.strategy}: rlsf-verl's "
+            f"engine for rlsf.rlif.signal={rlif.signal} exists for FSDP only so far; use model_engine=dp (FSDP) or "
+            "rlsf_rlif=neg_entropy"
+        )
+    if config.actor_rollout_ref.model.get("use_fused_kernels", False):
+        raise ValueError(
+            "actor_rollout_ref.model.use_fused_kernels=True: fused kernels never build the logits that "
+            f"rlsf.rlif.signal={rlif.signal} needs; set it to False"
         )
 
 

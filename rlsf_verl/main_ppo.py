@@ -33,9 +33,13 @@ def check_then_run(config) -> None:
 def run(config) -> None:
     """What verl's ``main_ppo`` does after parsing, with rlsf-verl's task runner."""
     import ray
+    from omegaconf import OmegaConf
 
     from rlsf_verl.trainer.ppo_trainer import RLSFTaskRunner
 
+    # verl copies ray_kwargs out of the config before ray.init, so interpolations in it (the engine's
+    # signal name, ${rlsf.rlif.signal}) must be resolved while the whole config is still around
+    OmegaConf.resolve(config.ray_kwargs)
     compat.resolve("auto_set_device")(config)
     compat.resolve("validate_config")(
         config=config,

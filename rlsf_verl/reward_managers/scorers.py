@@ -1,14 +1,14 @@
-"""Frozen scorer models that return per-token confidence over a response, behind one interface.
+"""Frozen scorer models that return a signal's per-token values over a response, behind one interface.
 
-``LocalScorer`` runs a transformers model inside the reward worker (CPU or GPU) and gives every
-signal; ``ServerScorer`` asks an OpenAI-compatible completions server (vLLM) for the top-2
-log-probs of each prompt token, so it gives the top-2 margin and log p of the response tokens only
-(entropy and self-certainty need the whole distribution, which such servers do not return).
-Both take token ids, so the scorer reads exactly the tokens the answer span indexes.
+``LocalScorer`` runs a transformers model inside the reward worker (CPU or GPU) and can feed any
+registered signal (it has the full logits); ``ServerScorer`` asks an OpenAI-compatible completions
+server (vLLM) for the top-2 log-probs of each prompt token, so it gives ``logprob`` and ``margin``
+only, and only signals that read nothing else (``answer_margin``, ``neg_trajectory_entropy``) work
+with it. Both take token ids, so the scorer reads exactly the tokens the answer span indexes.
 
->>> scorer = LocalScorer("/models/tiny")                                   # doctest: +SKIP
->>> scores = asyncio.run(scorer.score([1, 2, 3], [4, 5]))                  # doctest: +SKIP
->>> scores.margin.shape                                                     # doctest: +SKIP
+>>> scorer = LocalScorer("/models/tiny", get_signal("self_certainty"))     # doctest: +SKIP
+>>> values = asyncio.run(scorer.score([1, 2, 3], [4, 5]))                  # doctest: +SKIP
+>>> values.shape                                                            # doctest: +SKIP
 torch.Size([2])
 """
 
@@ -16,29 +16,20 @@ from __future__ import annotations
 
 import asyncio
 import math
-from dataclasses import dataclass
 from typing import Protocol
 
 import torch
 
 from rlsf_verl.reward_managers.http import JSONClient
-from rlsf_verl.signals import token_signals
-
-
-@dataclass(frozen=True)
-class TokenScores:
-    """Signals at each response token, [R] float32 each; None where the backend cannot give them."""
-
-    margin: torch.Tensor  # p(top1) - p(top2) of the distribution the token was drawn from
-    logprob: torch.Tensor  # log p(token)
-    entropy: torch.Tensor | None
-    self_certainty: torch.Tensor | None
+from rlsf_verl.signals import Signal, TokenInputs
 
 
 class Scorer(Protocol):
-    signals: frozenset[str]  # which TokenScores fields this backend fills
+    available: frozenset[str]  # the TokenInputs fields this backend gives
 
-    async def score(self, prompt_ids: list[int], response_ids: list[int]) -> TokenScores: ...
+    async def score(self, prompt_ids: list[int], response_ids: list[int]) -> torch.Tensor:
+        """The signal's value at each response token, [R] float32."""
+        ...
 
     async def close(self) -> None: ...
 
@@ -47,11 +38,12 @@ class LocalScorer:
     """A transformers causal LM scoring requests in micro-batches (requests arriving within
     ``batch_wait_s`` of each other share one forward pass, up to ``max_batch_size``)."""
 
-    signals = frozenset({"margin", "logprob", "entropy", "self_certainty"})
+    available = frozenset({"logits", "logprob", "margin", "entropy", "self_certainty"})
 
     def __init__(
         self,
         model_path: str,
+        signal: Signal,
         device: str = "cpu",
         dtype: str = "float32",
         max_batch_size: int = 8,
@@ -63,13 +55,14 @@ class LocalScorer:
             raise ValueError(f"max_batch_size={max_batch_size}: must be at least 1")
         self.model, self.tokenizer = load_causal_lm(model_path, dtype=dtype)
         self.model.to(device)
+        self.signal = signal
         self.device = device
         self.max_batch_size = max_batch_size
         self.batch_wait_s = batch_wait_s
         self._queue: asyncio.Queue | None = None
         self._worker: asyncio.Task | None = None
 
-    def score_batch(self, requests: list[tuple[list[int], list[int]]]) -> list[TokenScores]:
+    def score_batch(self, requests: list[tuple[list[int], list[int]]]) -> list[torch.Tensor]:
         """One right-padded forward pass over ``(prompt_ids, response_ids)`` pairs."""
         lengths = [len(prompt) + len(response) for prompt, response in requests]
         width = max(lengths)
@@ -83,24 +76,14 @@ class LocalScorer:
             logits = self.model(input_ids=input_ids.to(self.device), attention_mask=attention.to(self.device)).logits
         # position t predicts token t + 1: a response token at index i is predicted at i - 1
         targets = torch.roll(input_ids, shifts=-1, dims=1).to(self.device)
-        mask = torch.zeros_like(attention, dtype=torch.bool)
-        for row, (prompt, _) in enumerate(requests):
-            mask[row, len(prompt) - 1 : lengths[row] - 1] = True
-        signals = token_signals(logits, mask.to(self.device), targets)
         out = []
         for row, (prompt, _) in enumerate(requests):
             span = slice(len(prompt) - 1, lengths[row] - 1)
-            out.append(
-                TokenScores(
-                    margin=signals.margin[row, span].float().cpu(),
-                    logprob=signals.logprob[row, span].float().cpu(),
-                    entropy=signals.entropy[row, span].float().cpu(),
-                    self_certainty=signals.self_certainty[row, span].float().cpu(),
-                )
-            )
+            inputs = TokenInputs(logits=logits[row, span], token_ids=targets[row, span], source="the local scorer")
+            out.append(self.signal.token_values(inputs).cpu())
         return out
 
-    async def score(self, prompt_ids: list[int], response_ids: list[int]) -> TokenScores:
+    async def score(self, prompt_ids: list[int], response_ids: list[int]) -> torch.Tensor:
         _check_request(prompt_ids, response_ids)
         if self._worker is None or self._worker.done():
             self._queue = asyncio.Queue()
@@ -137,14 +120,15 @@ class ServerScorer:
     """Top-2 prompt log-probs from an OpenAI-compatible ``/v1/completions`` server (vLLM's
     ``prompt_logprobs`` extension), one request per response; the server does the batching."""
 
-    signals = frozenset({"margin", "logprob"})
+    available = frozenset({"logprob", "margin"})
 
-    def __init__(self, base_url: str, model: str, timeout_s: float = 120.0, max_retries: int = 3):
+    def __init__(self, base_url: str, model: str, signal: Signal, timeout_s: float = 120.0, max_retries: int = 3):
         url = base_url.rstrip("/") + "/v1/completions"
         self.client = JSONClient(url, "reward.self_confidence.server_url", timeout_s, max_retries)
         self.model = model
+        self.signal = signal
 
-    async def score(self, prompt_ids: list[int], response_ids: list[int]) -> TokenScores:
+    async def score(self, prompt_ids: list[int], response_ids: list[int]) -> torch.Tensor:
         _check_request(prompt_ids, response_ids)
         ids = list(prompt_ids) + list(response_ids)
         payload = {"model": self.model, "prompt": ids, "max_tokens": 1, "temperature": 0.0, "prompt_logprobs": 2}
@@ -162,12 +146,12 @@ class ServerScorer:
             top = [math.exp(entry["logprob"]) for entry in ranked[:2]]
             margins.append(top[0] - (top[1] if len(top) > 1 else 0.0))
             logprobs.append(entries[str(ids[index])]["logprob"])
-        return TokenScores(
+        inputs = TokenInputs(
             margin=torch.tensor(margins, dtype=torch.float32),
             logprob=torch.tensor(logprobs, dtype=torch.float32),
-            entropy=None,
-            self_certainty=None,
+            source="a completions server (backend=server)",
         )
+        return self.signal.token_values(inputs)
 
     async def close(self) -> None:
         await self.client.close()

@@ -2,22 +2,26 @@
 
 Selected with ``rlsf_reward=self_confidence`` (``python -m rlsf_verl.main_ppo``) or, on verl's own
 entry point, ``reward.reward_manager.name=self_confidence`` plus the ``reward.self_confidence``
-settings of ``rlsf_verl/config/rlsf_reward/self_confidence.yaml``. Signals (``signal=``):
+settings of ``rlsf_verl/config/rlsf_reward/self_confidence.yaml``. ``signal=`` names any signal of
+``rlsf_verl.signals.registry`` (built-in or registered by the user):
 
 - ``answer_margin``: mean over the response's answer span of p(top1) - p(top2), RLSF's
-  CoT-decoding confidence (a response with no answer scores 0, flagged ``no_answer``);
+  CoT-decoding confidence (a response with no answer gets the floor, flagged ``no_answer``);
 - ``self_certainty``: mean over the response of KL(U || p) (Intuitor);
 - ``neg_entropy``: minus the mean token entropy (RENT);
 - ``neg_trajectory_entropy``: mean log p of the response tokens.
 
 The scorer is the initial policy unless ``model_path`` says otherwise, run in the reward worker
-(``backend=local``) or asked over HTTP (``backend=server``, a vLLM completions server: answer_margin
-and neg_trajectory_entropy only). ``verifiable_weight`` mixes in the configured reward function
-(``reward.custom_reward_function``), e.g. RLVR. Empty and truncated responses, and responses
+(``backend=local``) or asked over HTTP (``backend=server``, a vLLM completions server: signals
+that read only ``logprob`` and ``margin``, e.g. answer_margin and neg_trajectory_entropy).
+``verifiable_weight`` mixes in the configured reward function (``reward.custom_reward_function``),
+e.g. RLVR. Empty and truncated responses, and responses
 without an answer span under ``answer_margin``, get the signal's floor (``invalid_score``, default
-the least confident value: 0 for the margin and self-certainty, -log V for the token entropy; for
+the signal's registered floor: 0 for the margin and self-certainty, -log V for the token entropy; for
 the unbounded trajectory entropy -log V is a uniform model's value, so set ``invalid_score`` lower if
 real responses score below it) with a flag in ``reward_extra_info`` and a counted warning: never NaN.
+The confidence is also in ``reward_extra_info`` under ``confidence`` and under the signal's name, so
+verl logs it as a metric and ``rlsf-verl compare --confidence-key <signal>`` reads it.
 
 >>> SelfConfidenceSettings.from_mapping({"signal": "self_certainty"}).signal
 'self_certainty'
@@ -35,7 +39,7 @@ from typing import Any
 from rlsf_verl import compat
 from rlsf_verl.answers import char_span_to_token_span, extract_answer
 from rlsf_verl.naming import settings_values, unknown_name_error
-from rlsf_verl.reward_managers.scorers import LocalScorer, Scorer, ServerScorer, TokenScores
+from rlsf_verl.reward_managers.scorers import LocalScorer, Scorer, ServerScorer
 from rlsf_verl.reward_managers.trajectory import (
     Trajectory,
     call_reward_function,
@@ -43,14 +47,8 @@ from rlsf_verl.reward_managers.trajectory import (
     read_trajectory,
     warn_counted,
 )
+from rlsf_verl.signals import Signal, get_signal, sequence_confidence, signal_names
 
-# signal name -> (TokenScores field, sign, averaged over: "answer" span or whole "response")
-SIGNALS: dict[str, tuple[str, float, str]] = {
-    "answer_margin": ("margin", 1.0, "answer"),
-    "self_certainty": ("self_certainty", 1.0, "response"),
-    "neg_entropy": ("entropy", -1.0, "response"),
-    "neg_trajectory_entropy": ("logprob", 1.0, "response"),
-}
 BACKENDS = ("local", "server")
 ANSWER_KINDS = ("math", "choice")
 
@@ -83,19 +81,18 @@ class SelfConfidenceSettings:
         return settings
 
     def validate(self) -> None:
-        if self.signal not in SIGNALS:
-            raise unknown_name_error("reward.self_confidence.signal", self.signal, SIGNALS)
+        signal = self.signal_spec  # unknown names fail here, with "did you mean"
         if self.backend not in BACKENDS:
             raise unknown_name_error("reward.self_confidence.backend", self.backend, BACKENDS)
         if self.answer_kind not in ANSWER_KINDS:
             raise unknown_name_error("reward.self_confidence.answer_kind", self.answer_kind, ANSWER_KINDS)
-        field = SIGNALS[self.signal][0]
         if self.backend == "server":
-            if field not in ServerScorer.signals:
-                usable = sorted(name for name, spec in SIGNALS.items() if spec[0] in ServerScorer.signals)
+            if not signal.usable_with(ServerScorer.available):
+                usable = [name for name in signal_names() if get_signal(name).usable_with(ServerScorer.available)]
                 raise ValueError(
-                    f"reward.self_confidence.signal={self.signal} needs the full next-token distribution, which a "
-                    f"completions server does not return; use backend=local, or a server signal: {', '.join(usable)}"
+                    f"reward.self_confidence.signal={self.signal} reads {', '.join(sorted(signal.needs))}, but a "
+                    f"completions server gives only {', '.join(sorted(ServerScorer.available))}; use backend=local, "
+                    f"or a server signal: {', '.join(usable)}"
                 )
             if not self.server_url:
                 raise ValueError("reward.self_confidence.server_url: required with backend=server (http://host:port)")
@@ -107,37 +104,38 @@ class SelfConfidenceSettings:
             if getattr(self, name) is not None and not math.isfinite(getattr(self, name)):
                 raise ValueError(f"reward.self_confidence.{name}={getattr(self, name)}: must be a finite number")
 
+    @property
+    def signal_spec(self) -> Signal:
+        return _named_signal(self.signal)
+
     def floor_score(self, vocab_size: int) -> float:
         """The confidence given to a response that cannot be scored (empty, truncated, no answer):
-        ``invalid_score`` if set, else the least confident value of the signal (for the entropies,
-        a uniform distribution over the vocabulary: -log V)."""
+        ``invalid_score`` if set, else the signal's registered floor (its least confident value)."""
         if self.invalid_score is not None:
             return float(self.invalid_score)
-        return 0.0 if self.signal in ("answer_margin", "self_certainty") else -math.log(vocab_size)
+        return self.signal_spec.floor_value(vocab_size)
 
     def make_scorer(self) -> Scorer:
         if self.backend == "server":
-            return ServerScorer(self.server_url, self.server_model or self.model_path)
+            return ServerScorer(self.server_url, self.server_model or self.model_path, self.signal_spec)
         return LocalScorer(
-            self.model_path, self.device, self.dtype, self.max_batch_size, batch_wait_s=self.batch_wait_ms / 1000
+            self.model_path,
+            self.signal_spec,
+            self.device,
+            self.dtype,
+            self.max_batch_size,
+            batch_wait_s=self.batch_wait_ms / 1000,
         )
 
 
-def sequence_confidence(scores: TokenScores, signal: str, answer_span: tuple[int, int] | None) -> float:
-    """Reduce per-token scores to the configured signal; ``answer_span`` indexes response tokens.
-
-    >>> import torch
-    >>> s = TokenScores(torch.tensor([0.2, 0.8, 0.6]), torch.zeros(3), None, None)
-    >>> round(sequence_confidence(s, "answer_margin", (1, 3)), 6)
-    0.7
-    """
-    field, sign, over = SIGNALS[signal]
-    values = getattr(scores, field)
-    if over == "answer":
-        if answer_span is None:
-            raise ValueError("answer_span: required for the answer_margin signal")
-        values = values[answer_span[0] : answer_span[1]]
-    return sign * float(values.double().mean())
+def _named_signal(name: str) -> Signal:
+    try:
+        return get_signal(name)
+    except ValueError as error:
+        raise ValueError(
+            f"reward.self_confidence.signal: {error}; register your own with rlsf_verl.signals.register_signal "
+            "in a module named by RLSF_VERL_EXTRA_MODULES"
+        ) from None
 
 
 def _register(cls: type) -> type:
@@ -194,6 +192,7 @@ class SelfConfidenceRewardManager(compat.resolve("RewardManagerBase")):
             confidence = await self._confidence(trajectory, info)
         score = self.settings.confidence_weight * confidence
         info["confidence"] = confidence
+        info[self.settings.signal] = confidence
         if self.settings.verifiable_weight:
             info["verifiable"] = await call_reward_function(self.compute_score, trajectory)
             score += self.settings.verifiable_weight * info["verifiable"]
@@ -203,7 +202,7 @@ class SelfConfidenceRewardManager(compat.resolve("RewardManagerBase")):
     async def _confidence(self, trajectory: Trajectory, info: dict) -> float:
         encoding = self.tokenizer(trajectory.response_text, add_special_tokens=False, return_offsets_mapping=True)
         span = None
-        if SIGNALS[self.settings.signal][2] == "answer":
+        if self.settings.signal_spec.span == "answer":
             choices = trajectory.extra_info.get("choices", "ABCDE")
             answer = extract_answer(trajectory.response_text, self.settings.answer_kind, choices=choices)
             if answer is not None:
@@ -217,8 +216,5 @@ class SelfConfidenceRewardManager(compat.resolve("RewardManagerBase")):
                     f"no answer span in the response: confidence {self.floor:.4g} (the floor)",
                 )
                 return self.floor
-        scores = await self.scorer.score(trajectory.prompt_ids, list(encoding["input_ids"]))
-        return sequence_confidence(scores, self.settings.signal, span)
-
-    def _warn(self, kind: str, what: str) -> None:
-        warn_counted(self.warnings, "self_confidence", kind, f"{what}: confidence {self.floor:.4g} (the floor)")
+        values = await self.scorer.score(trajectory.prompt_ids, list(encoding["input_ids"]))
+        return sequence_confidence(values, span, self.settings.signal_spec)

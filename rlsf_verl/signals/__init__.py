@@ -3,7 +3,9 @@
 One pass over the logits (chunked over tokens, float32 accumulation) gives token entropy,
 self-certainty KL(U || p), the top-2 margin p1 - p2 and log p of given tokens; rewards, metrics
 and analysis all call these. ``vocab_parallel_token_signals`` does the same from a Megatron
-tensor-parallel vocab shard.
+tensor-parallel vocab shard. ``registry`` names the confidence signals built from them (and any a
+user registers with ``register_signal``); everything that rewards or ranks by confidence looks them
+up there.
 """
 
 from rlsf_verl.signals._reduce import masked_mean
@@ -12,9 +14,23 @@ from rlsf_verl.signals.core import TokenSignals, sequence_signals, token_signals
 from rlsf_verl.signals.entropy import token_entropy, token_logprobs, trajectory_entropy
 from rlsf_verl.signals.margin import top2_margin
 from rlsf_verl.signals.parallel import vocab_parallel_token_signals
+from rlsf_verl.signals.registry import (
+    Signal,
+    TokenInputs,
+    get_signal,
+    register_signal,
+    sequence_confidence,
+    signal_names,
+)
 
 __all__ = [
+    "Signal",
+    "TokenInputs",
     "TokenSignals",
+    "get_signal",
+    "register_signal",
+    "sequence_confidence",
+    "signal_names",
     "masked_mean",
     "self_certainty",
     "sequence_signals",

@@ -1,11 +1,13 @@
 """RLIF: the policy's own confidence as its reward, turned into token-level scores before the advantage.
 
-By the advantage step verl has already computed, for every response token, the old policy's log-prob
-(``old_log_probs``) and its entropy (``entropy``, from the old-log-prob pass run with
-``calculate_entropy=True``); self-certainty comes from rlsf-verl's engine (``rlif_self_certainty``).
-``rlsf.rlif.signal`` picks one (with ``rlsf.rlif.*`` in ``rlsf_verl/config/rlsf_trainer.yaml``):
+``rlsf.rlif.signal`` names a signal of ``rlsf_verl.signals.registry`` (with ``rlsf.rlif.*`` in
+``rlsf_verl/config/rlsf_trainer.yaml``). By the advantage step verl has already computed, for every
+response token, the old policy's log-prob (``old_log_probs``) and entropy (``entropy``, from the
+old-log-prob pass run with ``calculate_entropy=True``): a signal reading only ``logprob`` and
+``entropy`` is computed from those fields here. Any other signal (self-certainty, or a user's signal
+over the logits) is computed by rlsf-verl's engine in that same forward pass, into ``rlif_signal``.
 
-- ``self_certainty``: KL(U || p) per token (Intuitor); ``neg_entropy``: -H per token (RENT);
+- ``self_certainty``: KL(U || p) per token (Intuitor, engine); ``neg_entropy``: -H per token (RENT);
 - ``neg_trajectory_entropy``: log p of the sampled token, whose mean is minus the trajectory entropy
   ("No Free Lunch", arXiv 2506.17219).
 
@@ -16,7 +18,7 @@ with the same sum, so GRPO sees the same outcome and GAE sees where confidence w
 reward_weight * rm_score.
 
 >>> settings = RLIFSettings(signal="neg_entropy")
->>> scores, _ = intrinsic_scores(torch.tensor([[1.0, 3.0, 0.0]]), torch.tensor([[1, 1, 0]]),
+>>> scores, _ = intrinsic_scores({"entropy": torch.tensor([[1.0, 3.0, 0.0]])}, torch.tensor([[1, 1, 0]]),
 ...                              torch.zeros(1, 3), settings)
 >>> scores.tolist()
 [[0.0, -2.0, 0.0]]
@@ -31,17 +33,13 @@ from typing import Any
 
 import torch
 
-from rlsf_verl.engines import SELF_CERTAINTY_FIELD
+from rlsf_verl.engines import RLIF_SIGNAL_FIELD
 from rlsf_verl.naming import settings_values, unknown_name_error
-from rlsf_verl.signals import masked_mean
+from rlsf_verl.signals import Signal, TokenInputs, get_signal, masked_mean
 from rlsf_verl.trainer.group_step import at_last_token
 
-# signal -> (the verl / rlsf-verl per-token field it reads, sign)
-SIGNAL_FIELDS: dict[str, tuple[str, float]] = {
-    "self_certainty": (SELF_CERTAINTY_FIELD, 1.0),
-    "neg_entropy": ("entropy", -1.0),
-    "neg_trajectory_entropy": ("old_log_probs", 1.0),
-}
+# TokenInputs field -> the per-token field of verl's batch that holds it after the old-log-prob pass
+VERL_TOKEN_FIELDS = {"logprob": "old_log_probs", "entropy": "entropy"}
 LEVELS = ("trajectory", "token")
 
 
@@ -58,8 +56,16 @@ class RLIFSettings:
     def from_mapping(cls, values: Mapping[str, Any] | None) -> RLIFSettings:
         values = settings_values("rlsf.rlif", cls, values)
         settings = cls(**values)
-        if settings.signal is not None and settings.signal not in SIGNAL_FIELDS:
-            raise unknown_name_error("rlsf.rlif.signal", settings.signal, SIGNAL_FIELDS)
+        if settings.signal is not None:
+            try:
+                signal = get_signal(settings.signal)
+            except ValueError as error:
+                raise ValueError(f"rlsf.rlif.signal: {error}") from None
+            if signal.span == "answer":
+                raise ValueError(
+                    f"rlsf.rlif.signal={settings.signal} averages over the answer span, which the trainer does not "
+                    "locate; reward answer confidence with rlsf_reward=self_confidence instead"
+                )
         if settings.level not in LEVELS:
             raise unknown_name_error("rlsf.rlif.level", settings.level, LEVELS)
         for name in ("weight", "reward_weight"):
@@ -72,44 +78,70 @@ class RLIFSettings:
         return self.signal is not None
 
     @property
-    def field(self) -> str:
-        return SIGNAL_FIELDS[self.signal][0]
+    def spec(self) -> Signal:
+        return get_signal(self.signal)
+
+    @property
+    def from_engine(self) -> bool:
+        """Whether rlsf-verl's engine computes the signal (it reads more than verl's own fields)."""
+        return not self.spec.needs <= VERL_TOKEN_FIELDS.keys()
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """The per-token batch fields the reward step reads."""
+        if self.from_engine:
+            return (RLIF_SIGNAL_FIELD,)
+        return tuple(VERL_TOKEN_FIELDS[need] for need in sorted(self.spec.needs))
+
+
+def token_values(fields: Mapping[str, torch.Tensor], mask: torch.Tensor, settings: RLIFSettings) -> torch.Tensor:
+    """The signal at each response token [B, T] (0 outside ``mask``), from the batch ``fields`` [B, T]."""
+    if settings.from_engine:
+        return fields[RLIF_SIGNAL_FIELD].float().masked_fill(~mask, 0.0)
+    given = {need: fields[VERL_TOKEN_FIELDS[need]][mask].float() for need in settings.spec.needs}
+    inputs = TokenInputs(**given, source=f"verl's actor ({', '.join(settings.fields)})")
+    values = torch.zeros(mask.shape, dtype=torch.float32)
+    values[mask] = settings.spec.token_values(inputs)
+    return values
 
 
 def intrinsic_scores(
-    values: torch.Tensor, response_mask: torch.Tensor, rm_scores: torch.Tensor, settings: RLIFSettings
+    fields: Mapping[str, torch.Tensor], response_mask: torch.Tensor, rm_scores: torch.Tensor, settings: RLIFSettings
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """Token-level scores [B, T] from the per-token signal field ``values`` [B, T] (as verl stores it,
-    right-padded), the response mask and the reward loop's ``rm_scores``; plus verl-style metrics.
+    """Token-level scores [B, T] from the per-token batch ``fields`` the signal reads ([B, T] each, as
+    verl stores them, right-padded; see ``RLIFSettings.fields``), the response mask and the reward
+    loop's ``rm_scores``; plus verl-style metrics.
 
     A response with no tokens has no signal: it is refused rather than given a silent 0.
     """
-    if not (values.shape == response_mask.shape == rm_scores.shape):
-        raise ValueError(
-            f"{settings.field}, response_mask and rm_scores: shapes differ "
-            f"({tuple(values.shape)}, {tuple(response_mask.shape)}, {tuple(rm_scores.shape)})"
-        )
+    for name in settings.fields:
+        if name not in fields:
+            raise ValueError(f"{name}: rlsf.rlif.signal={settings.signal} reads this field and it is missing")
+        if not (fields[name].shape == response_mask.shape == rm_scores.shape):
+            raise ValueError(
+                f"{name}, response_mask and rm_scores: shapes differ "
+                f"({tuple(fields[name].shape)}, {tuple(response_mask.shape)}, {tuple(rm_scores.shape)})"
+            )
+        if not torch.isfinite(fields[name].float()[response_mask.bool()]).all():
+            raise ValueError(f"{name}: non-finite values inside the response; check the policy's logits")
     mask = response_mask.bool()
     lengths = mask.sum(dim=-1)
     if (lengths == 0).any():
         raise ValueError(f"response_mask: rows {torch.nonzero(lengths == 0).flatten().tolist()} have no response token")
-    sign = SIGNAL_FIELDS[settings.signal][1]
-    signed = sign * values.float().masked_fill(~mask, 0.0)
-    if not torch.isfinite(signed).all():
-        raise ValueError(f"{settings.field}: non-finite values inside the response; check the policy's logits")
+    signed = token_values(fields, mask, settings)
     means, _ = masked_mean(signed, mask)
     if settings.level == "trajectory":
         intrinsic = at_last_token(means, lengths, signed.shape[-1])
     else:
         intrinsic = signed / lengths.unsqueeze(-1).to(signed.dtype)
     scores = settings.weight * intrinsic + settings.reward_weight * rm_scores.float() * mask
-    name = settings.signal.removeprefix("neg_")
-    raw, _ = masked_mean(values.float().masked_fill(~mask, 0.0), mask)
     metrics = {
-        f"rlif/{name}/mean": raw.mean().item(),
-        f"rlif/{name}/max": raw.max().item(),
-        f"rlif/{name}/min": raw.min().item(),
-        "rlif/intrinsic_reward/mean": means.mean().item(),
+        f"rlif/{settings.signal}/mean": means.mean().item(),
+        f"rlif/{settings.signal}/max": means.max().item(),
+        f"rlif/{settings.signal}/min": means.min().item(),
         "rlif/score/mean": scores.sum(dim=-1).mean().item(),
     }
+    if "entropy" in fields:  # the collapse guard watches the policy's entropy whatever the signal
+        entropy, _ = masked_mean(fields["entropy"].float().masked_fill(~mask, 0.0), mask)
+        metrics["rlif/entropy/mean"] = entropy.mean().item()
     return scores, metrics

@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from rlsf_verl import compat
 from rlsf_verl.algos.collapse_guard import CollapseGuard, CollapseGuardConfig, response_text_metrics
-from rlsf_verl.engines import SELF_CERTAINTY_FIELD
+from rlsf_verl.engines import RLIF_SIGNAL_FIELD
 from rlsf_verl.trainer.group_step import GroupStepSettings, at_last_token, group_rewards
 from rlsf_verl.trainer.intrinsic import RLIFSettings, intrinsic_scores
 
@@ -30,22 +30,21 @@ GUARD_STATE_FILE = "rlsf_collapse_guard.json"  # next to verl's actor/ and data.
 def rewrite_rewards(
     rm_scores: torch.Tensor,
     response_mask: torch.Tensor,
-    signal_values: torch.Tensor | None,
+    signal_fields: dict[str, torch.Tensor],
     uids: list[str],
     preds: list[str | None] | None,
     rlif: RLIFSettings,
     group: GroupStepSettings,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """The token-level scores [B, T] the advantage will see, from the reward loop's ``rm_scores``
-    [B, T] (right-padded, as verl pads them): first the intrinsic reward (``rlsf.rlif``), then the
-    group step (``rlsf.group``), which works on each response's total and puts it at the last token.
+    [B, T] (right-padded, as verl pads them): first the intrinsic reward (``rlsf.rlif``, from the
+    per-token ``signal_fields`` named by ``rlif.fields``), then the group step (``rlsf.group``), which
+    works on each response's total and puts it at the last token.
     """
     metrics: dict[str, float] = {}
     scores = rm_scores.float()
     if rlif.active:
-        if signal_values is None:
-            raise ValueError(f"{rlif.field}: rlsf.rlif.signal={rlif.signal} reads this field and it is missing")
-        scores, rlif_metrics = intrinsic_scores(signal_values, response_mask, scores, rlif)
+        scores, rlif_metrics = intrinsic_scores(signal_fields, response_mask, scores, rlif)
         metrics.update(rlif_metrics)
     if group.active:
         rewards, group_metrics = group_rewards(scores.sum(dim=-1).tolist(), uids, preds, group)
@@ -143,7 +142,8 @@ class RLSFTrainer(compat.resolve("PPOTrainerSync")):
         # Rewarded during rollout (streaming), a response's reward_extra_info sits in its
         # extra_fields; rewarded by the colocated step, each key is a field of its own.
         streaming = self.reward_loop_manager.reward_loop_worker_handles is not None
-        tensors = ["rm_scores", "response_mask"] + ([rlif.field] if rlif.active else [])
+        signal_fields = list(rlif.fields) if rlif.active else []
+        tensors = ["rm_scores", "response_mask", *signal_fields]
         answers = ("extra_fields" if streaming else "pred") if group.majority_vote else None
         fields = ["uid", *tensors, *([answers] if answers else [])]
         data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=fields)
@@ -155,13 +155,15 @@ class RLSFTrainer(compat.resolve("PPOTrainerSync")):
             preds = [info.get("pred") for info in infos]
         elif answers == "pred":
             preds = list(data["pred"].tolist())
-        if rlif.field == SELF_CERTAINTY_FIELD:  # our engine's output covers prompt and response tokens
-            data[rlif.field] = compat.resolve("response_from_nested")(data[rlif.field], data["response_mask"])
+        if RLIF_SIGNAL_FIELD in signal_fields:  # our engine's output covers prompt and response tokens
+            data[RLIF_SIGNAL_FIELD] = compat.resolve("response_from_nested")(
+                data[RLIF_SIGNAL_FIELD], data["response_mask"]
+            )
         padded = data.select(*tensors).to_padded_tensor()
         scores, new_metrics = rewrite_rewards(
             padded["rm_scores"],
             padded["response_mask"],
-            padded[rlif.field] if rlif.active else None,
+            {name: padded[name] for name in signal_fields},
             uids,
             preds,
             rlif,

@@ -1,14 +1,26 @@
-"""The FSDP engine hook: fed a tiny transformers model through verl's own input/output preparation, its
-self-certainty equals the signal core on that model's (temperature-scaled) logits, per sequence."""
+"""The FSDP engine hook: fed a tiny transformers model through verl's own input/output preparation, the
+signal it computes (self-certainty, or a user's registered signal) equals the signal on that model's
+(temperature-scaled) logits, per sequence."""
 
 import pytest
 import torch
 
-from rlsf_verl.engines import ENGINE_VENDOR, SELF_CERTAINTY_FIELD
-from rlsf_verl.signals import self_certainty
+from rlsf_verl.engines import ENGINE_VENDOR, RLIF_SIGNAL_ENV, RLIF_SIGNAL_FIELD, engine_signal
+from rlsf_verl.signals import get_signal, register_signal, self_certainty
 
 LENGTHS = [7, 3, 5]  # prompt + response tokens of each sequence: padding between them in a batch
 TEMPERATURE = 0.7
+
+
+@register_signal("test_engine_top1_prob", needs=("logits",), floor=0.0)
+def top1_prob(inputs):
+    """Probability of the most likely token (a user signal over the full logits)."""
+    return inputs.logits.float().softmax(-1).amax(-1)
+
+
+@pytest.fixture(autouse=True)
+def self_certainty_workers(monkeypatch):
+    monkeypatch.setenv(RLIF_SIGNAL_ENV, "self_certainty")
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +80,7 @@ def expected(model, sequences):
 def test_actor_pass_returns_self_certainty_equal_to_the_signal_core_with_padding(engine, tiny_lm):
     batch, sequences = micro_batch(calculate_entropy=True, use_remove_padding=False)
     model_output = forward(engine, batch)
-    rows = model_output[SELF_CERTAINTY_FIELD].unbind()
+    rows = model_output[RLIF_SIGNAL_FIELD].unbind()
     for row, reference in zip(rows, expected(tiny_lm[0], sequences), strict=True):
         torch.testing.assert_close(row.double(), reference, atol=1e-5, rtol=0)
     assert "log_probs" in model_output and "entropy" in model_output
@@ -81,14 +93,33 @@ def test_packed_rows_give_the_same_values(engine, tiny_lm):
         logits = torch.cat([tiny_lm[0](input_ids=ids[None]).logits[0] for ids in sequences])[None]
     output = type("Output", (), {"logits": logits})()
     output_args = {"temperature_rmpad": torch.full((logits.shape[1],), TEMPERATURE), "pad_size": 0}
-    values = engine._self_certainty(output, output_args, batch)
+    values = engine._signal(output, output_args, batch, engine_signal())
     for row, reference in zip(values.unbind(), expected(tiny_lm[0], sequences), strict=True):
         torch.testing.assert_close(row.double(), reference, atol=1e-5, rtol=0)
 
 
 def test_reference_pass_writes_no_field_of_ours(engine):
     batch, _ = micro_batch(calculate_entropy=False, use_remove_padding=False)
-    assert SELF_CERTAINTY_FIELD not in forward(engine, batch)
+    assert RLIF_SIGNAL_FIELD not in forward(engine, batch)
+
+
+def test_a_registered_user_signal_is_what_the_engine_computes(engine, tiny_lm, monkeypatch):
+    monkeypatch.setenv(RLIF_SIGNAL_ENV, "test_engine_top1_prob")
+    batch, sequences = micro_batch(calculate_entropy=True, use_remove_padding=False)
+    rows = forward(engine, batch)[RLIF_SIGNAL_FIELD].unbind()
+    for row, ids in zip(rows, sequences, strict=True):
+        with torch.no_grad():
+            logits = tiny_lm[0](input_ids=ids[None]).logits[0].double()
+        torch.testing.assert_close(row.double(), (logits / TEMPERATURE).softmax(-1).amax(-1), atol=1e-5, rtol=0)
+
+
+def test_a_worker_without_the_signal_variable_is_refused(monkeypatch):
+    monkeypatch.delenv(RLIF_SIGNAL_ENV)
+    with pytest.raises(ValueError, match="RLSF_VERL_RLIF_SIGNAL: not set in this worker"):
+        engine_signal()
+    monkeypatch.setenv(RLIF_SIGNAL_ENV, "self_certanty")
+    with pytest.raises(ValueError, match="did you mean 'self_certainty'"):
+        engine_signal()
 
 
 def test_fused_kernels_are_refused_naming_the_setting(engine):
@@ -97,7 +128,7 @@ def test_fused_kernels_are_refused_naming_the_setting(engine):
     batch, _ = micro_batch(calculate_entropy=True, use_remove_padding=False)
     tu.assign_non_tensor_data(batch, "use_fused_kernels", True)
     with pytest.raises(ValueError, match="use_fused_kernels=True: .* set it to False"):
-        engine._self_certainty(None, {}, batch)
+        engine._signal(None, {}, batch, get_signal("self_certainty"))
 
 
 def test_engine_is_found_by_verls_registry_for_our_vendor(monkeypatch):

@@ -11,6 +11,7 @@ from rlsf_verl.answers import answer_token_span
 from rlsf_verl.reward_loop import RewardLoop, Sample, build_reward_batch, compose_config
 from rlsf_verl.reward_managers.scorers import LocalScorer
 from rlsf_verl.reward_managers.self_confidence import SelfConfidenceRewardManager, SelfConfidenceSettings
+from rlsf_verl.signals import get_signal
 
 QUESTION = [{"role": "user", "content": "Tom has 3 apples and buys 4 more. How many apples?"}]
 RIGHT = Sample(QUESTION, "3 + 4 = 7. The answer is 7.", "7")
@@ -95,18 +96,19 @@ def test_several_candidate_answers_score_the_final_one(tiny_lm):
     assert span[1] > span[0]
 
 
-def test_local_scorer_batches_padded_requests_like_single_ones(tiny_model_dir):
-    scorer = LocalScorer(str(tiny_model_dir), max_batch_size=4)
+@pytest.mark.parametrize("signal", ["answer_margin", "neg_trajectory_entropy", "neg_entropy", "self_certainty"])
+def test_local_scorer_batches_padded_requests_like_single_ones(tiny_model_dir, signal):
+    scorer = LocalScorer(str(tiny_model_dir), get_signal(signal), max_batch_size=4)
     requests = [([1, 2, 3, 4, 5], [6, 7]), ([8, 9], [10, 11, 12, 13, 14, 15])]
     together = scorer.score_batch(requests)
     for request, batched in zip(requests, together, strict=True):
         alone = scorer.score_batch([request])[0]
-        for field in ("margin", "logprob", "entropy", "self_certainty"):
-            torch.testing.assert_close(getattr(batched, field), getattr(alone, field), atol=1e-5, rtol=0)
+        assert batched.shape == (len(request[1]),)
+        torch.testing.assert_close(batched, alone, atol=1e-5, rtol=0)
 
 
 def test_concurrent_requests_share_one_forward_pass(tiny_model_dir, monkeypatch):
-    scorer = LocalScorer(str(tiny_model_dir), max_batch_size=8, batch_wait_s=0.05)
+    scorer = LocalScorer(str(tiny_model_dir), get_signal("answer_margin"), max_batch_size=8, batch_wait_s=0.05)
     sizes = []
     real = scorer.score_batch
     monkeypatch.setattr(scorer, "score_batch", lambda requests: sizes.append(len(requests)) or real(requests))

@@ -10,6 +10,7 @@ import torch
 
 from rlsf_verl.config_check import check_config
 from rlsf_verl.reward_loop import compose_config
+from rlsf_verl.signals import register_signal
 from rlsf_verl.trainer.group_step import GroupStepSettings
 from rlsf_verl.trainer.intrinsic import RLIFSettings, intrinsic_scores
 from rlsf_verl.trainer.ppo_trainer import rewrite_rewards
@@ -50,23 +51,28 @@ def response_means(values, mask):
 )
 def test_trajectory_level_puts_the_signed_response_mean_at_the_last_token(verl_fields, signal, field, sign):
     settings = RLIFSettings(signal=signal)
+    assert settings.fields == (field,)
     scores, metrics = intrinsic_scores(
-        verl_fields[field], verl_fields["response_mask"], verl_fields["rm_scores"], settings
+        {field: verl_fields[field]}, verl_fields["response_mask"], verl_fields["rm_scores"], settings
     )
     means = response_means(verl_fields[field], verl_fields["response_mask"])
     for row, length in enumerate(RESPONSE_LENGTHS):
         assert scores[row, length - 1].item() == pytest.approx(sign * means[row], abs=1e-5)
         assert scores[row].count_nonzero() == 1
-    name = signal.removeprefix("neg_")
-    assert metrics[f"rlif/{name}/mean"] == pytest.approx(float(np.mean(means)), abs=1e-5)
+    assert metrics[f"rlif/{signal}/mean"] == pytest.approx(sign * float(np.mean(means)), abs=1e-5)
+    if field == "entropy":
+        assert metrics["rlif/entropy/mean"] == pytest.approx(float(np.mean(means)), abs=1e-5)
 
 
 def test_token_level_spreads_the_same_total_over_the_response(verl_fields):
     trajectory, _ = intrinsic_scores(
-        verl_fields["entropy"], verl_fields["response_mask"], verl_fields["rm_scores"], RLIFSettings("neg_entropy")
+        {"entropy": verl_fields["entropy"]},
+        verl_fields["response_mask"],
+        verl_fields["rm_scores"],
+        RLIFSettings("neg_entropy"),
     )
     token, _ = intrinsic_scores(
-        verl_fields["entropy"],
+        {"entropy": verl_fields["entropy"]},
         verl_fields["response_mask"],
         verl_fields["rm_scores"],
         RLIFSettings("neg_entropy", "token"),
@@ -79,10 +85,13 @@ def test_token_level_spreads_the_same_total_over_the_response(verl_fields):
 
 def test_reward_weight_mixes_in_the_reward_loops_score(verl_fields):
     only_intrinsic, _ = intrinsic_scores(
-        verl_fields["entropy"], verl_fields["response_mask"], verl_fields["rm_scores"], RLIFSettings("neg_entropy")
+        {"entropy": verl_fields["entropy"]},
+        verl_fields["response_mask"],
+        verl_fields["rm_scores"],
+        RLIFSettings("neg_entropy"),
     )
     mixed, _ = intrinsic_scores(
-        verl_fields["entropy"],
+        {"entropy": verl_fields["entropy"]},
         verl_fields["response_mask"],
         verl_fields["rm_scores"],
         RLIFSettings("neg_entropy", weight=0.5, reward_weight=2.0),
@@ -97,7 +106,7 @@ def test_grpo_advantage_of_the_intrinsic_reward_matches_hand_computation(verl_fi
     scores, _ = rewrite_rewards(
         verl_fields["rm_scores"],
         mask,
-        verl_fields["entropy"],
+        {"entropy": verl_fields["entropy"]},
         UIDS,
         None,
         RLIFSettings("neg_entropy"),
@@ -119,7 +128,13 @@ def test_gae_returns_of_token_level_rewards_are_the_remaining_sums(verl_fields):
     mask = verl_fields["response_mask"]
     settings = RLIFSettings("neg_trajectory_entropy", level="token")
     scores, _ = rewrite_rewards(
-        verl_fields["rm_scores"], mask, verl_fields["old_log_probs"], UIDS, None, settings, GroupStepSettings()
+        verl_fields["rm_scores"],
+        mask,
+        {"old_log_probs": verl_fields["old_log_probs"]},
+        UIDS,
+        None,
+        settings,
+        GroupStepSettings(),
     )
     _, returns = compute_gae_advantage_return(scores, torch.zeros_like(scores), mask.float(), gamma=1.0, lam=1.0)
     for i, n in enumerate(RESPONSE_LENGTHS):
@@ -133,7 +148,7 @@ def test_group_zscore_after_the_intrinsic_reward(verl_fields):
     scores, _ = rewrite_rewards(
         verl_fields["rm_scores"],
         mask,
-        verl_fields["entropy"],
+        {"entropy": verl_fields["entropy"]},
         UIDS,
         None,
         RLIFSettings("neg_entropy"),
@@ -146,7 +161,7 @@ def test_group_zscore_after_the_intrinsic_reward(verl_fields):
 
 def test_no_intrinsic_signal_leaves_the_scores_alone(verl_fields):
     scores, metrics = rewrite_rewards(
-        verl_fields["rm_scores"], verl_fields["response_mask"], None, UIDS, None, RLIFSettings(), GroupStepSettings()
+        verl_fields["rm_scores"], verl_fields["response_mask"], {}, UIDS, None, RLIFSettings(), GroupStepSettings()
     )
     torch.testing.assert_close(scores, verl_fields["rm_scores"])
     assert metrics == {}
@@ -156,11 +171,45 @@ def test_an_empty_response_or_a_missing_field_is_refused(verl_fields):
     mask = verl_fields["response_mask"].clone()
     mask[1] = 0
     with pytest.raises(ValueError, match=r"rows \[1\] have no response token"):
-        intrinsic_scores(verl_fields["entropy"], mask, verl_fields["rm_scores"], RLIFSettings("neg_entropy"))
+        intrinsic_scores(
+            {"entropy": verl_fields["entropy"]}, mask, verl_fields["rm_scores"], RLIFSettings("neg_entropy")
+        )
     with pytest.raises(ValueError, match="entropy: rlsf.rlif.signal=neg_entropy reads this field"):
         rewrite_rewards(
-            verl_fields["rm_scores"], mask, None, UIDS, None, RLIFSettings("neg_entropy"), GroupStepSettings()
+            verl_fields["rm_scores"], mask, {}, UIDS, None, RLIFSettings("neg_entropy"), GroupStepSettings()
         )
+
+
+@register_signal("test_rlif_token_prob", needs=("logprob",), floor=0.0)
+def token_prob(inputs):
+    """Probability of each sampled token."""
+    return inputs.logprob.exp()
+
+
+@register_signal("test_engine_free_top1", needs=("logits",), floor=0.0)
+def free_top1(inputs):
+    """Top-1 probability: a user signal over the logits, which only the engine can compute."""
+    return inputs.logits.float().softmax(-1).amax(-1)
+
+
+def test_a_registered_user_signal_over_log_probs_rewards_from_verls_fields(verl_fields):
+    settings = RLIFSettings("test_rlif_token_prob")
+    assert settings.fields == ("old_log_probs",) and not settings.from_engine
+    mask = verl_fields["response_mask"]
+    scores, metrics = intrinsic_scores(
+        {"old_log_probs": verl_fields["old_log_probs"]}, mask, verl_fields["rm_scores"], settings
+    )
+    means = response_means(verl_fields["old_log_probs"].exp() * mask, mask)
+    for row, length in enumerate(RESPONSE_LENGTHS):
+        assert scores[row, length - 1].item() == pytest.approx(means[row], abs=1e-5)
+    assert metrics["rlif/test_rlif_token_prob/mean"] == pytest.approx(float(np.mean(means)), abs=1e-5)
+
+
+def test_a_signal_over_the_logits_is_read_from_the_engines_field():
+    settings = RLIFSettings("self_certainty")
+    assert settings.from_engine and settings.fields == ("rlif_signal",)
+    with pytest.raises(ValueError, match="averages over the answer span"):
+        RLIFSettings.from_mapping({"signal": "answer_margin"})
 
 
 @pytest.mark.parametrize(
@@ -174,8 +223,13 @@ def test_wrong_settings_fail_naming_the_key(values, message):
 
 def test_config_check_refuses_what_cannot_run():
     base = ["actor_rollout_ref.model.path=/models/policy"]
-    with pytest.raises(ValueError, match="VERL_ENGINE_VENDOR=rlsf; select RLIF with rlsf_rlif=self_certainty"):
+    with pytest.raises(
+        ValueError, match="VERL_ENGINE_VENDOR=rlsf .found None.; select RLIF with rlsf_rlif=self_certainty"
+    ):
         check_config(compose_config([*base, "rlsf.rlif.signal=self_certainty"]))
+    engine_told_another = "ray_kwargs.ray_init.runtime_env.env_vars.RLSF_VERL_RLIF_SIGNAL=neg_entropy"
+    with pytest.raises(ValueError, match="RLSF_VERL_RLIF_SIGNAL=self_certainty .found 'neg_entropy'."):
+        check_config(compose_config([*base, "rlsf_rlif=self_certainty", engine_told_another]))
     with pytest.raises(ValueError, match="for FSDP only so far"):
         check_config(compose_config([*base, "rlsf_rlif=self_certainty", "actor_rollout_ref.actor.strategy=megatron"]))
     with pytest.raises(ValueError, match="bypass_mode=false"):
@@ -191,6 +245,21 @@ def test_trainer_config_declares_the_rlif_settings_with_their_defaults():
     config = compose_config(["actor_rollout_ref.model.path=/models/policy"])
     assert dict(config.rlsf.rlif) == {f.name: f.default for f in dataclasses.fields(RLIFSettings)}
     assert RLIFSettings.from_mapping(config.rlsf.rlif).active is False
+
+
+def test_custom_overlay_sends_a_user_signal_to_the_engine():
+    config = compose_config(
+        ["actor_rollout_ref.model.path=/models/policy", "rlsf_rlif=custom", "rlsf.rlif.signal=test_engine_free_top1"]
+    )
+    env_vars = config.ray_kwargs.ray_init.runtime_env.env_vars
+    assert (env_vars.VERL_ENGINE_VENDOR, env_vars.RLSF_VERL_RLIF_SIGNAL) == ("rlsf", "test_engine_free_top1")
+    check_config(config)
+    with pytest.raises(ValueError, match="rlsf.rlif.signal: unknown signal 'test_engine_free_tpo1'; did you mean"):
+        check_config(
+            compose_config(
+                ["actor_rollout_ref.model.path=/m", "rlsf_rlif=custom", "rlsf.rlif.signal=test_engine_free_tpo1"]
+            )
+        )
 
 
 @pytest.mark.parametrize("signal", ["self_certainty", "neg_entropy", "neg_trajectory_entropy"])
