@@ -5,6 +5,7 @@
     rlsf-verl run --config my_run.yaml --from-stage dpo
     rlsf-verl prepare gsm8k --input data/gsm8k --split train --split test --out data/gsm8k-verl
     rlsf-verl compare runs/rlif runs/rlvr runs/rlsf-default --out reports/cmp --names rlif,rlvr,rlsf
+    rlsf-verl signals                               # the registered confidence signals (yours too)
 
 ``run`` settings are the fields of :class:`rlsf_verl.rlsf.pipeline.PipelineConfig`, given as Hydra-style
 ``key=value`` overrides or in a YAML file. Errors print one line; ``--debug`` shows the traceback.
@@ -82,12 +83,36 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_signals(args: argparse.Namespace) -> int:
+    import importlib
+
+    from rlsf_verl.plugin import extra_modules
+    from rlsf_verl.signals.registry import describe_signals
+
+    for module in [*extra_modules(), *(args.module or [])]:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as error:
+            raise ValueError(f"module {module!r}: {error}; put its folder on PYTHONPATH") from None
+    rows = describe_signals()
+    width = max(len(row["name"]) for row in rows)
+    print(f"{'signal':<{width}}  {'reads':<24}  {'mean over':<9}  description")
+    for row in rows:
+        print(f"{row['name']:<{width}}  {', '.join(row['needs']):<24}  {row['span']:<9}  {row['description']}")
+    print(
+        "\nUse one as reward.self_confidence.signal=<name> (rlsf_reward=self_confidence) or rlsf.rlif.signal=<name> "
+        "(RLIF); register your own with rlsf_verl.signals.register_signal in a module named by RLSF_VERL_EXTRA_MODULES."
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rlsf-verl",
         description="Confidence as a training signal for verl: the RLSF pipeline and RLIF rewards.",
     )
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    parser.add_argument("--version", action="version", version=_version())
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = commands.add_parser(
@@ -158,11 +183,33 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument(
         "--confidence-key",
         default="confidence",
-        help="validation-dump column with a confidence in [0, 1] (default confidence)",
+        help=(
+            "validation-dump column with a confidence in [0, 1] (default confidence; the self_confidence "
+            "manager also writes it under its signal's name, e.g. answer_margin)"
+        ),
     )
     compare.add_argument("--n-bins", type=int, default=10, help="equal-width ECE bins (default 10)")
     compare.set_defaults(handler=_cmd_compare)
+
+    signals = commands.add_parser(
+        "signals",
+        help="list the confidence signals: built-in and registered by you",
+        description=(
+            "List every registered signal with what it reads (logits, logprob, margin, entropy, self_certainty) "
+            "and what its sequence mean is over (the response or the answer span). Modules named by "
+            "RLSF_VERL_EXTRA_MODULES, and by --module, are imported first, so your own signals show too."
+        ),
+    )
+    signals.add_argument("--module", action="append", help="also import this module (repeat for several)")
+    signals.set_defaults(handler=_cmd_signals)
     return parser
+
+
+def _version() -> str:
+    from rlsf_verl import __version__
+    from rlsf_verl.compat import PINNED_VERL_VERSION
+
+    return f"rlsf-verl {__version__} (for verl {PINNED_VERL_VERSION})"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

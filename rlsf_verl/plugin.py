@@ -5,7 +5,7 @@ level, where nobody sees it. So :func:`register` reports for itself: one INFO li
 ERROR with the traceback on failure (then re-raises). It is idempotent and cheap to call again, so
 every Ray worker process can call it.
 
-Users add their own registration modules (custom signals, reward functions, managers) with
+Users add their own registration modules (signals, reward functions, managers) with
 ``RLSF_VERL_EXTRA_MODULES=my_pkg.signals,other.mod``; they are imported by :func:`register` in every
 process that imports verl, and a broken one fails loudly.
 
@@ -39,6 +39,7 @@ class Registration:
 
     reward_managers: tuple[str, ...]
     reward_functions: tuple[str, ...]
+    signals: tuple[str, ...]
     engines: tuple[str, ...]
     config_overlays: tuple[str, ...]
     extra_modules: tuple[str, ...]
@@ -47,6 +48,7 @@ class Registration:
         return (
             f"rlsf-verl registered with verl {compat.installed_verl_version()}: "
             f"{len(self.reward_managers)} reward managers, {len(self.reward_functions)} reward functions, "
+            f"{len(self.signals)} signals, "
             f"{len(self.engines)} engines, {len(self.config_overlays)} config overlays"
             + (f", extra modules {', '.join(self.extra_modules)}" if self.extra_modules else "")
         )
@@ -94,6 +96,7 @@ def config_overlays() -> tuple[str, ...]:
 
 def _collect(extra: tuple[str, ...]) -> Registration:
     from rlsf_verl.rewards import REWARD_FUNCTIONS
+    from rlsf_verl.signals import signal_names
 
     managers = compat.resolve("REWARD_MANAGER_REGISTRY")
     ours = tuple(sorted(name for name, cls in managers.items() if cls.__module__.startswith("rlsf_verl")))
@@ -108,6 +111,7 @@ def _collect(extra: tuple[str, ...]) -> Registration:
     return Registration(
         reward_managers=ours,
         reward_functions=tuple(sorted(REWARD_FUNCTIONS)),
+        signals=signal_names(),
         engines=engines,
         config_overlays=config_overlays(),
         extra_modules=extra,

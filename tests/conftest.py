@@ -1,5 +1,6 @@
 """Shared fixtures: one tiny random model per session, one torch thread on request."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -30,10 +31,15 @@ def one_torch_thread():
 
 @pytest.fixture(scope="session")
 def ray_cluster():
-    """A local Ray cluster with 2 CPUs for the tests that run verl's reward loop, shared by the session."""
+    """A local Ray cluster with 2 CPUs for the tests that run verl's reward loop, shared by the session.
+
+    Its workers import tests/signals/user_signals.py through the plugin, as a user's workers would."""
     import ray
 
     if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False)
+        user_modules = str(Path(__file__).parent / "signals")
+        path = os.pathsep.join(filter(None, [user_modules, os.environ.get("PYTHONPATH")]))
+        env_vars = {"RLSF_VERL_EXTRA_MODULES": "user_signals", "PYTHONPATH": path}
+        ray.init(num_cpus=2, include_dashboard=False, runtime_env={"env_vars": env_vars})
     yield ray
     ray.shutdown()

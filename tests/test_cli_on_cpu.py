@@ -1,6 +1,7 @@
 """`rlsf-verl`: help, config overrides, and one-line errors that say how to fix them."""
 
 import json
+from pathlib import Path
 
 import pytest
 from hydra import compose, initialize
@@ -87,3 +88,42 @@ def test_pipeline_config_composes_with_hydra():
     with initialize(version_base=None, config_path=None):
         config = compose(config_name="rlsf_pipeline", overrides=["decode.k=4", "data.n_problems=8"])
     assert config.decode.k == 4 and config.data.n_problems == 8 and config.tau == 0.9
+
+
+def test_signals_lists_built_in_and_user_signals(capsys, monkeypatch):
+    monkeypatch.syspath_prepend(str(Path(__file__).parent / "signals"))
+    assert main(["signals", "--module", "user_signals"]) == 0
+    out = capsys.readouterr().out
+    rows = {line.split()[0]: line.split()[1:3] for line in out.splitlines()[1:] if line and not line.startswith("Use")}
+    assert rows["answer_margin"] == ["margin", "answer"]
+    assert rows["self_certainty"] == ["self_certainty", "response"]
+    assert rows["user_mean_token_prob"] == ["logprob", "response"]
+
+
+def test_signals_with_a_missing_module_is_one_line(capsys):
+    code = main(["signals", "--module", "no_such_signals_module"])
+    err = capsys.readouterr().err.strip()
+    assert code == 1
+    assert err == (
+        "rlsf-verl: error: module 'no_such_signals_module': No module named 'no_such_signals_module'; "
+        "put its folder on PYTHONPATH (--debug for details)"
+    )
+
+
+def test_every_subcommand_has_help_and_a_description():
+    parser = build_parser()
+    commands = next(action for action in parser._actions if action.dest == "command")
+    assert set(commands.choices) == {"run", "prepare", "compare", "signals"}
+    for name, subparser in commands.choices.items():
+        assert subparser.description, f"{name}: no description"
+        for action in subparser._actions:
+            assert action.help, f"{name} {action.dest}: no help"
+    helps = {choice.dest: choice.help for choice in commands._choices_actions}
+    assert all(helps.values()), helps
+
+
+def test_version_names_the_pinned_verl(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.strip() == "rlsf-verl 0.1.0 (for verl 0.9.1)"

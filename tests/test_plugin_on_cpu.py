@@ -131,8 +131,9 @@ def test_shipped_overlays_include_every_reward_option():
 
 
 def test_registration_description_counts_each_kind():
-    registration = plugin.Registration(("m",), ("f", "g"), (), ("o",), ())
-    assert "1 reward managers, 2 reward functions, 0 engines, 1 config overlays" in registration.describe()
+    registration = plugin.Registration(("m",), ("f", "g"), ("s", "t", "u"), (), ("o",), ())
+    described = registration.describe()
+    assert "1 reward managers, 2 reward functions, 3 signals, 0 engines, 1 config overlays" in described
 
 
 @pytest.mark.parametrize("name", ["entropy", "self_certainty"])
