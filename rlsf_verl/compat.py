@@ -33,6 +33,7 @@ SYMBOLS: dict[str, str] = {
     # engines: looked up by (device, vendor); ours are registered with vendor="rlsf"
     "EngineRegistry": "verl.workers.engine.base:EngineRegistry",
     "FSDPEngineWithLMHead": "verl.workers.engine.fsdp.transformer_impl:FSDPEngineWithLMHead",
+    "MegatronEngineWithLMHead": "verl.workers.engine.megatron.transformer_impl:MegatronEngineWithLMHead",
     "response_from_nested": "verl.workers.utils.padding:response_from_nested",
     # advantage estimators
     "register_adv_est": "verl.trainer.ppo.core_algos:register_adv_est",

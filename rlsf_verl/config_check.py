@@ -185,7 +185,7 @@ def check_config(config: DictConfig) -> None:
 
 def _check_engine_signal(config: DictConfig, rlif) -> None:
     """A signal computed by rlsf-verl's engine: the workers must pick our engine and know the signal."""
-    from rlsf_verl.engines import ENGINE_VENDOR, ENGINE_VENDOR_ENV, RLIF_SIGNAL_ENV
+    from rlsf_verl.engines import ENGINE_VENDOR, ENGINE_VENDOR_ENV, RLIF_SIGNAL_ENV, VOCAB_PARALLEL_INPUTS
 
     env_vars = ((config.get("ray_kwargs") or {}).get("ray_init") or {}).get("runtime_env", {}).get("env_vars") or {}
     prefix = "ray_kwargs.ray_init.runtime_env.env_vars"
@@ -206,11 +206,17 @@ def _check_engine_signal(config: DictConfig, rlif) -> None:
             f"rlsf.rlif.signal={rlif.signal} reads both the logits and the sampled tokens' log-probs; rlsf-verl's "
             "engine gives a signal the logits only. Split it into two signals or read log-probs only"
         )
-    if config.actor_rollout_ref.actor.strategy not in ("fsdp", "fsdp2"):
+    strategy = config.actor_rollout_ref.actor.strategy
+    if strategy not in ("fsdp", "fsdp2", "megatron"):
         raise ValueError(
-            f"actor_rollout_ref.actor.strategy={config.actor_rollout_ref.actor.strategy}: rlsf-verl's "
-            f"engine for rlsf.rlif.signal={rlif.signal} exists for FSDP only so far; use model_engine=dp (FSDP) or "
-            "rlsf_rlif=neg_entropy"
+            f"actor_rollout_ref.actor.strategy={strategy}: rlsf-verl's engine for rlsf.rlif.signal={rlif.signal} "
+            "exists for FSDP and Megatron only"
+        )
+    if strategy == "megatron" and not rlif.spec.usable_with(VOCAB_PARALLEL_INPUTS):
+        raise ValueError(
+            f"rlsf.rlif.signal={rlif.signal} reads {', '.join(sorted(rlif.spec.needs))}; on Megatron the logits "
+            f"exist only as tensor-parallel vocab shards, so a signal may read {', '.join(VOCAB_PARALLEL_INPUTS)}; "
+            "use model_engine=dp (FSDP)"
         )
     if config.actor_rollout_ref.model.get("use_fused_kernels", False):
         raise ValueError(

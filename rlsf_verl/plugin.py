@@ -18,6 +18,7 @@ process that imports verl, and a broken one fails loudly.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import logging
 import os
 import sys
@@ -72,7 +73,12 @@ def logger() -> logging.Logger:
 def engine_modules() -> tuple[str, ...]:
     """Our engine modules, only in processes told to use them (``VERL_ENGINE_VENDOR=rlsf``): importing
     verl's engine package loads every backend, seconds that every other ``import verl`` is spared."""
-    return ("rlsf_verl.engines.fsdp",) if os.environ.get("VERL_ENGINE_VENDOR") == "rlsf" else ()
+    engines = ()
+    if os.environ.get("VERL_ENGINE_VENDOR") == "rlsf":
+        engines = ("rlsf_verl.engines.fsdp",)
+        if importlib.util.find_spec("megatron") is not None:  # a namespace package: nothing heavy imported
+            engines += ("rlsf_verl.engines.megatron",)
+    return engines
 
 
 def extra_modules() -> tuple[str, ...]:

@@ -6,9 +6,7 @@
 set -xeuo pipefail
 
 # ---- settings: each can be set from the environment ----
-# self_certainty is FSDP only: rlsf-verl's engine that computes it exists for FSDP, and the config
-# check refuses it on Megatron before training starts.
-SIGNAL=${SIGNAL:-neg_entropy}                    # neg_entropy | neg_trajectory_entropy
+SIGNAL=${SIGNAL:-neg_entropy}                    # neg_entropy | neg_trajectory_entropy | self_certainty
 RLVR_WEIGHT=${RLVR_WEIGHT:-0.0}                  # > 0 adds the verifiable reward (REWARD) to the signal
 REWARD=${REWARD:-rlvr_math}                      # the reward loop's score: validation accuracy
 COLLAPSE_ACTION=${COLLAPSE_ACTION:-warn}         # warn | stop | shift_to_verifiable (rlsf.collapse_guard)

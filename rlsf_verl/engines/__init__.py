@@ -17,6 +17,9 @@ ENGINE_VENDOR = "rlsf"
 ENGINE_VENDOR_ENV = "VERL_ENGINE_VENDOR"
 RLIF_SIGNAL_ENV = "RLSF_VERL_RLIF_SIGNAL"
 RLIF_SIGNAL_FIELD = "rlif_signal"
+# What a Megatron vocab shard can give a signal once its partial sums are combined across the
+# tensor-parallel ranks: a signal reading the raw logits needs the FSDP engine.
+VOCAB_PARALLEL_INPUTS = ("entropy", "margin", "self_certainty")
 
 
 def engine_signal() -> Signal:

@@ -194,11 +194,12 @@ def test_rlvr_recipe_becomes_rlif_with_one_override(dry_runs):
     check_config(rlif)
 
 
-def test_self_certainty_on_megatron_is_refused_before_training(dry_runs):
+def test_self_certainty_on_megatron_selects_our_engine_and_passes_the_checks(dry_runs):
     config = dry_runs["self_certainty_on_megatron"]
     assert config.rlsf.rlif.signal == "self_certainty"
-    with pytest.raises(ValueError, match="actor_rollout_ref.actor.strategy=megatron"):
-        check_config(config)
+    env_vars = config.ray_kwargs.ray_init.runtime_env.env_vars
+    assert (env_vars.VERL_ENGINE_VENDOR, env_vars.RLSF_VERL_RLIF_SIGNAL) == ("rlsf", "self_certainty")
+    check_config(config)
 
 
 # ---- the READMEs' commands -------------------------------------------------------------------------------

@@ -230,8 +230,10 @@ def test_config_check_refuses_what_cannot_run():
     engine_told_another = "ray_kwargs.ray_init.runtime_env.env_vars.RLSF_VERL_RLIF_SIGNAL=neg_entropy"
     with pytest.raises(ValueError, match="RLSF_VERL_RLIF_SIGNAL=self_certainty .found 'neg_entropy'."):
         check_config(compose_config([*base, "rlsf_rlif=self_certainty", engine_told_another]))
-    with pytest.raises(ValueError, match="for FSDP only so far"):
-        check_config(compose_config([*base, "rlsf_rlif=self_certainty", "actor_rollout_ref.actor.strategy=megatron"]))
+    megatron = "actor_rollout_ref.actor.strategy=megatron"
+    check_config(compose_config([*base, "rlsf_rlif=self_certainty", megatron]))  # vocab-parallel sums suffice
+    with pytest.raises(ValueError, match="on Megatron the logits exist only as tensor-parallel vocab shards"):
+        check_config(compose_config([*base, "rlsf_rlif=custom", "rlsf.rlif.signal=test_engine_free_top1", megatron]))
     with pytest.raises(ValueError, match="bypass_mode=false"):
         check_config(
             compose_config([*base, "rlsf.rlif.signal=neg_entropy", "algorithm.rollout_correction.bypass_mode=true"])
