@@ -17,6 +17,12 @@ from pathlib import Path
 from typing import Any
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_file(path: str | os.PathLike, write: Callable[[Path], object]) -> Path:
     """Run ``write(tmp)`` on a temporary file next to ``path``, fsync it, then rename it over ``path``;
     for writers that take a file name (parquet, safetensors). A failed write leaves no temporary file.
@@ -29,6 +35,7 @@ def atomic_write_file(path: str | os.PathLike, write: Callable[[Path], object]) 
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a plain open() would honour the umask
         write(Path(tmp))
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())

@@ -14,12 +14,13 @@ also holds 1.0, so every sample (confidence 0 included) lands in exactly one bin
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+
+from rlsf_verl.io import atomic_write_file
 
 
 @dataclass(frozen=True)
@@ -263,13 +264,4 @@ def reliability_diagram(
     if title:
         fig.suptitle(title)
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format="png", dpi=100)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write_file(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))

@@ -17,9 +17,22 @@ ENGINE_VENDOR = "rlsf"
 ENGINE_VENDOR_ENV = "VERL_ENGINE_VENDOR"
 RLIF_SIGNAL_ENV = "RLSF_VERL_RLIF_SIGNAL"
 RLIF_SIGNAL_FIELD = "rlif_signal"
+# TokenInputs field -> the per-token field verl's own actor pass writes (with calculate_entropy=True).
+# A signal reading only these needs no engine of ours: the trainer computes it from those fields.
+VERL_ACTOR_FIELDS = {"logprob": "old_log_probs", "entropy": "entropy"}
 # What a Megatron vocab shard can give a signal once its partial sums are combined across the
 # tensor-parallel ranks: a signal reading the raw logits needs the FSDP engine.
 VOCAB_PARALLEL_INPUTS = ("entropy", "margin", "self_certainty")
+
+
+def engine_computes(signal: Signal) -> bool:
+    """Whether rlsf-verl's engine computes ``signal`` (it reads more than verl's actor gives).
+
+    >>> from rlsf_verl.signals import get_signal
+    >>> engine_computes(get_signal("self_certainty")), engine_computes(get_signal("neg_entropy"))
+    (True, False)
+    """
+    return not signal.needs <= VERL_ACTOR_FIELDS.keys()
 
 
 def engine_signal() -> Signal:

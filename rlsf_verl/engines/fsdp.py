@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 
 from rlsf_verl import compat
-from rlsf_verl.engines import ENGINE_VENDOR, RLIF_SIGNAL_FIELD, engine_signal
+from rlsf_verl.engines import ENGINE_VENDOR, RLIF_SIGNAL_FIELD, engine_computes, engine_signal
 from rlsf_verl.signals import Signal, TokenInputs
 
 ROWS_PER_CHUNK = 1024
@@ -42,8 +42,11 @@ class RLIFFSDPEngine(compat.resolve("FSDPEngineWithLMHead")):
     def prepare_model_outputs(self, output, output_args, micro_batch, logits_processor_func):
         model_output = super().prepare_model_outputs(output, output_args, micro_batch, logits_processor_func)
         flags = compat.resolve("tensordict_utils")
-        if flags.get_non_tensor_data(data=micro_batch, key="calculate_entropy", default=False):
-            model_output[RLIF_SIGNAL_FIELD] = self._signal(output, output_args, micro_batch, engine_signal())
+        signal = engine_signal()
+        if flags.get_non_tensor_data(data=micro_batch, key="calculate_entropy", default=False) and engine_computes(
+            signal
+        ):
+            model_output[RLIF_SIGNAL_FIELD] = self._signal(output, output_args, micro_batch, signal)
         return model_output
 
     def _signal(self, output, output_args, micro_batch, signal: Signal) -> torch.Tensor:

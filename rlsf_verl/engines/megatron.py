@@ -19,7 +19,13 @@ import torch.distributed as dist
 from megatron.core import parallel_state
 
 from rlsf_verl import compat
-from rlsf_verl.engines import ENGINE_VENDOR, RLIF_SIGNAL_FIELD, VOCAB_PARALLEL_INPUTS, engine_signal
+from rlsf_verl.engines import (
+    ENGINE_VENDOR,
+    RLIF_SIGNAL_FIELD,
+    VOCAB_PARALLEL_INPUTS,
+    engine_computes,
+    engine_signal,
+)
 from rlsf_verl.signals import Signal, TokenInputs, vocab_parallel_token_signals
 
 ROWS_PER_CHUNK = 1024
@@ -89,8 +95,8 @@ class RLIFMegatronEngine(compat.resolve("MegatronEngineWithLMHead")):
 
     def forward_backward_batch(self, data, loss_function, forward_only=False):
         flags = compat.resolve("tensordict_utils")
-        if flags.get_non_tensor_data(data=data, key="calculate_entropy", default=False):
-            signal = engine_signal()
+        signal = engine_signal()
+        if flags.get_non_tensor_data(data=data, key="calculate_entropy", default=False) and engine_computes(signal):
             check_vocab_parallel_signal(signal)
             if self.engine_config.use_fused_kernels:
                 raise ValueError(
@@ -102,11 +108,12 @@ class RLIFMegatronEngine(compat.resolve("MegatronEngineWithLMHead")):
     def _lm_head_logits_processor(self, logits, label, temperature, *, calculate_entropy: bool, **kwargs):
         # Before verl's processor, which divides the logits and overwrites padding temperatures in place.
         ours = {}
-        if calculate_entropy:
+        signal = engine_signal()
+        if calculate_entropy and engine_computes(signal):
             ours[RLIF_SIGNAL_FIELD] = vocab_parallel_scaled_signal(
                 logits,
                 temperature,
-                engine_signal(),
+                signal,
                 parallel_state.get_tensor_model_parallel_group(),
                 parallel_state.get_tensor_model_parallel_rank() * logits.shape[-1],
             )

@@ -33,13 +33,11 @@ from typing import Any
 
 import torch
 
-from rlsf_verl.engines import RLIF_SIGNAL_FIELD
+from rlsf_verl.engines import RLIF_SIGNAL_FIELD, VERL_ACTOR_FIELDS, engine_computes
 from rlsf_verl.naming import settings_values, unknown_name_error
 from rlsf_verl.signals import Signal, TokenInputs, get_signal, masked_mean
 from rlsf_verl.trainer.group_step import at_last_token
 
-# TokenInputs field -> the per-token field of verl's batch that holds it after the old-log-prob pass
-VERL_TOKEN_FIELDS = {"logprob": "old_log_probs", "entropy": "entropy"}
 LEVELS = ("trajectory", "token")
 
 
@@ -84,21 +82,21 @@ class RLIFSettings:
     @property
     def from_engine(self) -> bool:
         """Whether rlsf-verl's engine computes the signal (it reads more than verl's own fields)."""
-        return not self.spec.needs <= VERL_TOKEN_FIELDS.keys()
+        return engine_computes(self.spec)
 
     @property
     def fields(self) -> tuple[str, ...]:
         """The per-token batch fields the reward step reads."""
         if self.from_engine:
             return (RLIF_SIGNAL_FIELD,)
-        return tuple(VERL_TOKEN_FIELDS[need] for need in sorted(self.spec.needs))
+        return tuple(VERL_ACTOR_FIELDS[need] for need in sorted(self.spec.needs))
 
 
 def token_values(fields: Mapping[str, torch.Tensor], mask: torch.Tensor, settings: RLIFSettings) -> torch.Tensor:
     """The signal at each response token [B, T] (0 outside ``mask``), from the batch ``fields`` [B, T]."""
     if settings.from_engine:
         return fields[RLIF_SIGNAL_FIELD].float().masked_fill(~mask, 0.0)
-    given = {need: fields[VERL_TOKEN_FIELDS[need]][mask].float() for need in settings.spec.needs}
+    given = {need: fields[VERL_ACTOR_FIELDS[need]][mask].float() for need in settings.spec.needs}
     inputs = TokenInputs(**given, source=f"verl's actor ({', '.join(settings.fields)})")
     values = torch.zeros(mask.shape, dtype=torch.float32)
     values[mask] = settings.spec.token_values(inputs)

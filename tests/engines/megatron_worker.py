@@ -159,12 +159,17 @@ def shard_checks(rank: int, world: int) -> dict:
 
 
 def register_logits_signal() -> None:
-    """A user signal over the raw logits, which a vocab shard cannot give."""
+    """Two user signals: one over the raw logits, which a vocab shard cannot give, and one over the
+    shard statistics (the engine computes it: it reads the margin, which verl's actor does not give)."""
     from rlsf_verl.signals import register_signal
 
     @register_signal("test_engine_top1_prob", needs=("logits",), floor=0.0)
     def top1_prob(inputs):
         return inputs.logits.float().softmax(-1).amax(-1)
+
+    @register_signal("test_engine_margin_minus_entropy", needs=("margin", "entropy"), floor=-20.0)
+    def margin_minus_entropy(inputs):
+        return inputs.margin - inputs.entropy
 
 
 def main() -> None:

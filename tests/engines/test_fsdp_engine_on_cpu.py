@@ -140,3 +140,10 @@ def test_engine_is_found_by_verls_registry_for_our_vendor(monkeypatch):
     assert compat.resolve("EngineRegistry").get_engine_cls("language_model", "fsdp") is RLIFFSDPEngine
     monkeypatch.delenv("VERL_ENGINE_VENDOR")
     assert compat.resolve("EngineRegistry").get_engine_cls("language_model", "fsdp") is not RLIFFSDPEngine
+
+
+def test_a_signal_verls_own_fields_give_is_left_to_the_trainer(engine, monkeypatch):
+    monkeypatch.setenv(RLIF_SIGNAL_ENV, "neg_trajectory_entropy")  # rlsf_rlif=custom with a log-prob signal
+    batch, _ = micro_batch(calculate_entropy=True, use_remove_padding=False)
+    model_output = forward(engine, batch)
+    assert RLIF_SIGNAL_FIELD not in model_output and "log_probs" in model_output
