@@ -9,9 +9,11 @@ rlsf-verl's groups) with ``rlsf_rlif=self_certainty`` and GRPO; every override o
     python -m rlsf_verl.main_rlif actor_rollout_ref.model.path=... data.train_files=... --cfg job
 """
 
+import sys
+
 import hydra
 
-from rlsf_verl.main_ppo import check_then_run
+from rlsf_verl.main_ppo import check_then_run, take_dry_run_flag
 
 
 @hydra.main(config_path="config", config_name="rlif_trainer", version_base=None)
@@ -20,4 +22,5 @@ def main(config) -> None:
 
 
 if __name__ == "__main__":
+    sys.argv = take_dry_run_flag(sys.argv)
     main()

@@ -75,13 +75,17 @@ def _run(*args, cwd, timeout=240):
     return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd)
 
 
-def test_main_ppo_refuses_a_misspelt_reward_in_one_line(tmp_path):
-    result = _run("-m", "rlsf_verl.main_ppo", "reward.custom_reward_function.name=rlvr_mth", cwd=tmp_path)
+def test_main_ppo_refuses_a_misspelt_reward_in_one_line_even_in_a_dry_run(tmp_path):
+    """``--cfg job`` (the recipes' DRY_RUN) checks the config too, and leaves no files behind."""
+    result = _run(
+        "-m", "rlsf_verl.main_ppo", "reward.custom_reward_function.name=rlvr_mth", "--cfg", "job", cwd=tmp_path
+    )
     assert result.returncode != 0
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("rlsf-verl: config error: reward.custom_reward_function.name: unknown reward function")
     assert "did you mean 'rlvr_math'" in last
     assert "Traceback" not in result.stderr
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_verls_own_main_ppo_takes_our_overlays_from_the_search_path(tmp_path):
