@@ -333,7 +333,7 @@ def read_pipeline_run(run_dir: str | os.PathLike, name: str, settings: CompareSe
         if not rows:
             raise ValueError(f"{path} is empty; re-run `rlsf-verl run --from-stage evaluate` for {run_dir}")
         correct = [_binary(row.get("correct"), f"{path} row {i}: 'correct'") for i, row in enumerate(rows, start=1)]
-        # Confidence is the pipeline's own answer-span margin, whatever confidence_key says.
+        # Confidence is the pipeline's own (its PipelineConfig.signal), whatever confidence_key says.
         calibration = _calibration(
             [row.get("confidence") for row in rows], correct, "confidence", settings.n_bins, run.notes
         )

@@ -1,17 +1,21 @@
-"""Answer-span confidence of CoT traces (RLSF's rule).
+"""Answer-span confidence of CoT traces (RLSF's rule), with any registered signal.
 
 For each trace: append the answer cue after its tokens (prompt + trace + " So the answer is"),
 continue greedily for at most ``answer_max_tokens``, and find the longest contiguous token span
-that this cue continuation shares with the trace (the last one in the trace on ties). The
-confidence is the mean of the trace's own margins p(top1) - p(top2) over that span. A span must
-hold at least one token with a letter or digit: a shared " " or "." is not an answer. Without
-such a span the confidence is 0.0 and ``no_answer`` is True; the trace is kept and counted.
-The answer value is read by ``extract_answer`` from the cue and its continuation, else from
-the trace. :func:`extracted_answer_span` gives the alternative span (the extracted answer's tokens).
+that this cue continuation shares with the trace (the last one in the trace on ties). A span must
+hold at least one token with a letter or digit: a shared " " or "." is not an answer; without
+such a span ``no_answer`` is True and the trace is kept and counted. The confidence is
+:func:`rlsf_verl.signals.sequence_confidence` of the trace's ``token_confidence`` under the
+signal it was decoded with: the mean over the span for an answer-span signal (RLSF's
+``answer_margin``, p(top1) - p(top2)), the mean over the whole trace otherwise. A trace that such a
+mean cannot score (no span under an answer-span signal, or no tokens) gets the signal's floor, its
+least confident value (0.0 for ``answer_margin``). The answer value is read by ``extract_answer``
+from the cue and its continuation, else from the trace. :func:`extracted_answer_span` gives the
+alternative span (the extracted answer's tokens).
 
 >>> longest_common_span([5, 7, 8, 2, 7, 8], [9, 7, 8])   # [7, 8] twice: the last one wins
 (4, 6)
->>> span_confidence([0.2, 0.9, 0.5, 0.1], (1, 3))
+>>> trace_confidence([0.2, 0.9, 0.5, 0.1], (1, 3), "answer_margin", vocab_size=8)
 0.7
 """
 
@@ -76,12 +80,21 @@ def longest_common_span(
     return (best_end - best_length, best_end) if best_length else None
 
 
-def span_confidence(margins: Sequence[float], span: tuple[int, int]) -> float:
-    """Mean of ``margins`` over ``[start, end)``: the CoT-decoding answer confidence."""
-    start, end = span
-    if not 0 <= start < end <= len(margins):
-        raise ValueError(f"span {span} is not a non-empty range inside {len(margins)} margins")
-    return sum(margins[start:end]) / (end - start)
+def trace_confidence(
+    token_confidence: Sequence[float], span: tuple[int, int] | None, signal: str, vocab_size: int
+) -> float:
+    """Confidence of one trace from its per-token values of ``signal``: their mean over ``span``
+    ``[start, end)`` (answer-span signals) or over all of them; the signal's floor (for a
+    vocabulary of ``vocab_size``) when there is no span to average or no token."""
+    import torch
+
+    from rlsf_verl.signals import get_signal, sequence_confidence
+
+    spec = get_signal(signal)
+    if not token_confidence or (spec.span == "answer" and span is None):
+        return spec.floor_value(vocab_size)
+    # float64: the values were float32 and stay exact, and the mean is taken as the registry takes it.
+    return sequence_confidence(torch.tensor(token_confidence, dtype=torch.float64), span, spec)
 
 
 def has_alphanumeric(tokenizer) -> Callable[[int], bool]:
@@ -121,14 +134,16 @@ def score_traces(
 
     ``problems[trace.prompt_index]`` is the trace's problem: its ``kind``/``choices`` then rule the
     answer extraction and ``correct`` compares with its gold answer. Without problems, ``kind``
-    is used and ``correct`` is None. ``config`` defaults to the decoder's.
+    is used and ``correct`` is None. ``config`` defaults to the decoder's. Each trace is scored with
+    the signal it was decoded with (``trace.signal``); a floor that depends on the vocabulary size
+    takes ``len(tokenizer)``.
     """
     config = config if config is not None else decoder.config
     for index, trace in enumerate(traces):
-        if len(trace.margins) != len(trace.token_ids):
+        if len(trace.token_confidence) != len(trace.token_ids):
             raise ValueError(
-                f"traces[{index}] has {len(trace.token_ids)} token_ids but {len(trace.margins)} margins; "
-                "score traces as the decoder returned them"
+                f"traces[{index}] has {len(trace.token_ids)} token_ids but {len(trace.token_confidence)} "
+                "token_confidence values; score traces as the decoder returned them"
             )
         if problems is not None and not 0 <= trace.prompt_index < len(problems):
             raise ValueError(
@@ -156,7 +171,7 @@ def score_traces(
                 answer=answer,
                 answer_text=answer_text,
                 span=span,
-                confidence=span_confidence(trace.margins, span) if span else 0.0,
+                confidence=trace_confidence(trace.token_confidence, span, trace.signal, len(tokenizer)),
                 no_answer=span is None,
                 correct=answers_equal(answer, problem.answer, problem.kind) if problem else None,
             )

@@ -1,16 +1,20 @@
 """CoT decoding: for each prompt, the k most likely first tokens, each continued greedily.
 
-Every generated token keeps the margin p(top1) - p(top2) of the distribution it was chosen from,
-taken during generation (no second forward pass): the confidence stage averages it over the
-answer span. The Hugging Face decoder batches prompts x branches with left padding and the KV
-cache; the vLLM decoder does the same through ``LLM.generate``.
+Every generated token keeps its value of a confidence signal (any registered in
+``rlsf_verl.signals``; by default ``answer_margin``, p(top1) - p(top2)), computed from the
+distribution it was chosen from during generation (no second forward pass): the confidence stage
+averages it over the answer span or the whole trace, as the signal says. The Hugging Face decoder
+batches prompts x branches with left padding and the KV cache; the vLLM decoder does the same
+through ``LLM.generate``, and offers signals only the top-2 log-probs it returns: ``logprob`` and
+``margin``.
 
 >>> from rlsf_verl.models import build_tiny_model, load_causal_lm
 >>> model, tokenizer = load_causal_lm(build_tiny_model("/tmp/rlsf-tiny-doc"))   # doctest: +SKIP
->>> decoder = HFCoTDecoder(model, tokenizer, DecodeConfig(k=3, max_new_tokens=16))  # doctest: +SKIP
+>>> config = DecodeConfig(k=3, max_new_tokens=16)                                # doctest: +SKIP
+>>> decoder = HFCoTDecoder(model, tokenizer, config, signal="neg_entropy")        # doctest: +SKIP
 >>> traces = decoder.decode(["How many apples are left?"])                      # doctest: +SKIP
->>> [(t.branch, len(t.token_ids) == len(t.margins)) for t in traces]             # doctest: +SKIP
-[(0, True), (1, True), (2, True)]
+>>> [(t.branch, t.signal, len(t.token_ids) == len(t.token_confidence)) for t in traces]  # doctest: +SKIP
+[(0, 'neg_entropy', True), (1, 'neg_entropy', True), (2, 'neg_entropy', True)]
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 GPU_EXTRA_HINT = "pip install 'rlsf-verl[gpu]'"
+# What a vLLM completion tells about each generated token: its log-prob and the top-2 log-probs.
+VLLM_INPUTS = frozenset({"logprob", "margin"})
 
 
 @dataclass
@@ -56,8 +62,9 @@ class Trace:
     """One CoT branch: a prompt continued from one of its top-k first tokens.
 
     ``token_ids`` holds the generated tokens, first token included, EOS and anything after it
-    excluded; ``margins[t]`` is p(top1) - p(top2) of the distribution ``token_ids[t]`` was chosen
-    from. ``finished`` is False when the token budget ran out before EOS.
+    excluded; ``token_confidence[t]`` is the value of the registered signal named ``signal`` for
+    ``token_ids[t]`` and the distribution it was chosen from. ``finished`` is False when the token
+    budget ran out before EOS.
     """
 
     prompt_index: int
@@ -66,7 +73,8 @@ class Trace:
     prompt: str  # the text sent to the model, chat template applied
     text: str  # the continuation, special tokens skipped
     token_ids: list[int]
-    margins: list[float]
+    token_confidence: list[float]
+    signal: str
     finished: bool
 
     def to_dict(self) -> dict[str, Any]:
@@ -127,10 +135,14 @@ def _check_prefixes(prefixes: list[list[int]], max_new_tokens: int) -> None:
 
 
 class CoTDecoder(ABC):
-    """CoT decoding backend: ``decode`` makes the traces, ``continue_greedy`` serves the answer cue."""
+    """CoT decoding backend: ``decode`` makes the traces, ``continue_greedy`` serves the answer cue.
+
+    ``signal`` (a :class:`rlsf_verl.signals.Signal`) gives each generated token its confidence.
+    """
 
     tokenizer: Any
     config: DecodeConfig
+    signal: Any
 
     def render(self, prompt: str) -> str:
         """The text sent to the model for ``prompt``."""
@@ -143,7 +155,7 @@ class CoTDecoder(ABC):
         first: int,
         prompt: str,
         ids: list[int],
-        margins: list[float],
+        values: list[float],
         finished: bool,
     ) -> Trace:
         return Trace(
@@ -153,7 +165,8 @@ class CoTDecoder(ABC):
             prompt=prompt,
             text=self.tokenizer.decode(ids, skip_special_tokens=True),
             token_ids=ids,
-            margins=margins,
+            token_confidence=values,
+            signal=self.signal.name,
             finished=finished,
         )
 
@@ -163,7 +176,8 @@ class CoTDecoder(ABC):
 
     @abstractmethod
     def continue_greedy(self, prefixes: list[list[int]], max_new_tokens: int) -> list[tuple[list[int], list[float]]]:
-        """Greedy continuation of each token-id prefix: (ids without EOS, margins), in input order."""
+        """Greedy continuation of each token-id prefix: (ids without EOS, their token confidences),
+        in input order."""
 
 
 class HFCoTDecoder(CoTDecoder):
@@ -173,14 +187,19 @@ class HFCoTDecoder(CoTDecoder):
     Each batch runs one forward pass over its distinct prompts, takes their top-k first tokens,
     copies each prompt's KV cache to its branches and continues all rows greedily; rows that
     reach EOS or the budget leave the batch. The result equals decoding every branch alone.
+    ``signal`` names the registered signal each token's confidence is computed with, from the
+    logits of its step.
     """
 
-    def __init__(self, model, tokenizer, config: DecodeConfig | None = None):
+    def __init__(self, model, tokenizer, config: DecodeConfig | None = None, signal: str = "answer_margin"):
+        from rlsf_verl.signals import get_signal
+
         self.model = model
         self.tokenizer = tokenizer
         self.config = config if config is not None else DecodeConfig()
         if not isinstance(self.config, DecodeConfig):
             raise TypeError(f"config must be a DecodeConfig, got {type(self.config).__name__}")
+        self.signal = get_signal(signal)
         self.eos_ids = eos_token_ids(tokenizer, model)
         pad = tokenizer.pad_token_id
         # The pad id is only ever masked out; any valid id will do.
@@ -190,8 +209,6 @@ class HFCoTDecoder(CoTDecoder):
     def decode(self, prompts: list[str]) -> list[Trace]:
         import torch
         from tqdm.auto import tqdm
-
-        from rlsf_verl.signals import top2_margin
 
         _check_prompts(prompts)
         k, budget = self.config.k, self.config.max_new_tokens
@@ -215,13 +232,16 @@ class HFCoTDecoder(CoTDecoder):
                 if k > logits.shape[-1]:
                     raise ValueError(f"DecodeConfig.k={k} exceeds the vocabulary size {logits.shape[-1]}")
                 top = logits.topk(k, dim=-1).indices
-                first_margin = top2_margin(logits[:, None, :])[:, 0]
+                # [prompts, k]: one pass per branch rank over the prompts' own rows, so each prompt's
+                # logits are read where they are instead of being copied to all of its branches.
+                first_values = torch.stack([self._token_values(logits, top[:, j]) for j in range(k)], dim=1)
                 source = torch.tensor([rows[i] for i, _ in batch], device=self.device)
                 cache.reorder_cache(source)
                 first = torch.stack([top[rows[i], j] for i, j in batch])
-                generated = self._greedy(cache, mask[source], first, first_margin[source], budget, bar)
-                for (i, j), token, (ids, margins, finished) in zip(batch, first.tolist(), generated, strict=True):
-                    traces.append(self._trace(i, j, token, rendered[i], ids, margins, finished))
+                values = torch.stack([first_values[rows[i], j] for i, j in batch])
+                generated = self._greedy(cache, mask[source], first, values, budget, bar)
+                for (i, j), token, (ids, row_values, finished) in zip(batch, first.tolist(), generated, strict=True):
+                    traces.append(self._trace(i, j, token, rendered[i], ids, row_values, finished))
                 # Rows that stopped early leave their unused budget: take it off the total.
                 bar.total -= sum(budget - len(ids) for ids, _, _ in generated)
                 bar.set_postfix(branches=f"{len(traces)}/{len(branches)}")
@@ -232,8 +252,6 @@ class HFCoTDecoder(CoTDecoder):
         import torch
         from tqdm.auto import tqdm
 
-        from rlsf_verl.signals import top2_margin
-
         _check_prefixes(prefixes, max_new_tokens)
         order = sorted(range(len(prefixes)), key=lambda r: len(prefixes[r]))
         results: list[tuple[list[int], list[float]]] = [None] * len(prefixes)
@@ -242,12 +260,18 @@ class HFCoTDecoder(CoTDecoder):
             for start in range(0, len(order), self.config.batch_size):
                 batch = order[start : start + self.config.batch_size]
                 cache, mask, logits = self._prefill([list(prefixes[r]) for r in batch])
-                margins = top2_margin(logits[:, None, :])[:, 0]
-                generated = self._greedy(cache, mask, logits.argmax(-1), margins, max_new_tokens)
-                for r, (ids, row_margins, _) in zip(batch, generated, strict=True):
-                    results[r] = (ids, row_margins)
+                tokens = logits.argmax(-1)
+                generated = self._greedy(cache, mask, tokens, self._token_values(logits, tokens), max_new_tokens)
+                for r, (ids, row_values, _) in zip(batch, generated, strict=True):
+                    results[r] = (ids, row_values)
                 bar.update(len(batch))
         return results
+
+    def _token_values(self, logits, chosen):
+        """The signal's value [B] for each ``chosen`` token id [B] under its step's ``logits`` [B, V]."""
+        from rlsf_verl.signals import TokenInputs
+
+        return self.signal.token_values(TokenInputs(logits=logits, token_ids=chosen, source="the transformers decoder"))
 
     def _forward(self, input_ids, mask, cache=None, logits_to_keep: int = 1):
         # Left padding: a row's positions count its real tokens only, so a padded row sees the
@@ -276,29 +300,27 @@ class HFCoTDecoder(CoTDecoder):
         cache, logits = self._forward(input_ids, mask)
         return cache, mask, logits
 
-    def _greedy(self, cache, mask, tokens, margins, budget: int, bar=None) -> list[tuple[list[int], list[float], bool]]:
-        """Feed the chosen ``tokens`` [B] (with their ``margins`` [B]) and continue greedily.
+    def _greedy(self, cache, mask, tokens, values, budget: int, bar=None) -> list[tuple[list[int], list[float], bool]]:
+        """Feed the chosen ``tokens`` [B] (with their signal ``values`` [B]) and continue greedily.
 
-        Returns per row (token ids, margins, finished). A row leaves the batch at EOS (not kept)
-        or once it holds ``budget`` tokens; its cache rows are dropped with it. ``bar`` (tqdm)
+        Returns per row (token ids, token confidences, finished). A row leaves the batch at EOS (not
+        kept) or once it holds ``budget`` tokens; its cache rows are dropped with it. ``bar`` (tqdm)
         advances by the tokens kept at each step.
         """
         import torch
-
-        from rlsf_verl.signals import top2_margin
 
         out = [([], [], False) for _ in range(len(tokens))]
         alive = list(range(len(tokens)))
         while True:
             keep, appended = [], 0
-            steps = zip(alive, tokens.tolist(), margins.tolist(), strict=True)
-            for r, (row, token, margin) in enumerate(steps):
-                ids, row_margins, _ = out[row]
+            steps = zip(alive, tokens.tolist(), values.tolist(), strict=True)
+            for r, (row, token, value) in enumerate(steps):
+                ids, row_values, _ = out[row]
                 if token in self.eos_ids:
-                    out[row] = (ids, row_margins, True)
+                    out[row] = (ids, row_values, True)
                     continue
                 ids.append(token)
-                row_margins.append(margin)
+                row_values.append(value)
                 appended += 1
                 if len(ids) < budget:
                     keep.append(r)
@@ -313,8 +335,8 @@ class HFCoTDecoder(CoTDecoder):
                 alive = [alive[r] for r in keep]
             mask = torch.cat([mask, mask.new_ones(len(alive), 1)], dim=1)
             cache, logits = self._forward(tokens[:, None], mask, cache)
-            margins = top2_margin(logits[:, None, :])[:, 0]
             tokens = logits.argmax(-1)
+            values = self._token_values(logits, tokens)
 
 
 def _top2_margin_from_logprobs(logprobs: dict) -> float:
@@ -323,14 +345,44 @@ def _top2_margin_from_logprobs(logprobs: dict) -> float:
     return math.exp(best[0]) - (math.exp(best[1]) if len(best) > 1 else 0.0)
 
 
+def token_values_from_logprobs(signal, steps: list[dict], chosen: list[int]) -> list[float]:
+    """``signal``'s value for each ``chosen`` token id, from vLLM's log-prob dict of its step
+    (``{token_id: Logprob}`` holding the top-2 and the chosen token): the signal reads ``logprob``
+    and ``margin`` only (:data:`VLLM_INPUTS`)."""
+    import torch
+
+    from rlsf_verl.signals import TokenInputs
+
+    inputs = TokenInputs(
+        logprob=torch.tensor([step[token].logprob for step, token in zip(steps, chosen, strict=True)]),
+        margin=torch.tensor([_top2_margin_from_logprobs(step) for step in steps]),
+        source="the vLLM decoder",
+    )
+    return signal.token_values(inputs).tolist()
+
+
 class VLLMCoTDecoder(CoTDecoder):
     """CoT decoding through a vLLM engine: a one-token pass with top-k log-probs picks the first
-    tokens, then greedy continuations (``temperature=0``, ``logprobs=2``) give ids and margins.
+    tokens, then greedy continuations (``temperature=0``, ``logprobs=2``) give ids and confidences.
 
-    ``model`` is a ``vllm.LLM`` or a model path (then ``llm_kwargs`` go to ``vllm.LLM``).
+    ``model`` is a ``vllm.LLM`` or a model path (then ``llm_kwargs`` go to ``vllm.LLM``). vLLM returns
+    top-2 log-probs, not logits: ``signal`` must read only ``logprob`` and ``margin``
+    (:data:`VLLM_INPUTS`), else the decoder refuses it before loading anything.
     """
 
-    def __init__(self, model, tokenizer=None, config: DecodeConfig | None = None, **llm_kwargs):
+    def __init__(
+        self, model, tokenizer=None, config: DecodeConfig | None = None, signal: str = "answer_margin", **llm_kwargs
+    ):
+        from rlsf_verl.signals import get_signal, signal_names
+
+        self.signal = get_signal(signal)
+        if not self.signal.usable_with(VLLM_INPUTS):
+            usable = [name for name in signal_names() if get_signal(name).usable_with(VLLM_INPUTS)]
+            raise ValueError(
+                f"signal {signal!r} reads {', '.join(sorted(self.signal.needs))}, but the vLLM decoder gives only "
+                f"{', '.join(sorted(VLLM_INPUTS))} (its top-2 log-probs); decode with the transformers backend "
+                f"(HFCoTDecoder), or use one of these signals: {', '.join(usable)}"
+            )
         try:
             import vllm
         except ImportError as err:
@@ -353,14 +405,14 @@ class VLLMCoTDecoder(CoTDecoder):
         return [r.outputs[0] for r in self.llm.generate(requests, params, use_tqdm=self.config.progress)]
 
     def _greedy(self, prefixes: list[list[int]], max_tokens: int) -> list[tuple[list[int], list[float], bool]]:
-        """Per prefix (ids without EOS, margins, finished)."""
+        """Per prefix (ids without EOS, token confidences, finished)."""
         results = []
         for completion in self._generate(prefixes, max_tokens, logprobs=2):
             ids = list(completion.token_ids)
-            margins = [_top2_margin_from_logprobs(step) for step in completion.logprobs]
+            values = token_values_from_logprobs(self.signal, completion.logprobs, ids)
             if ids and ids[-1] in self.eos_ids:
-                ids, margins = ids[:-1], margins[:-1]
-            results.append((ids, margins, completion.finish_reason == "stop"))
+                ids, values = ids[:-1], values[:-1]
+            results.append((ids, values, completion.finish_reason == "stop"))
         return results
 
     def decode(self, prompts: list[str]) -> list[Trace]:
@@ -368,25 +420,26 @@ class VLLMCoTDecoder(CoTDecoder):
         k, budget = self.config.k, self.config.max_new_tokens
         rendered = [self.render(p) for p in prompts]
         prompt_ids = [encode_text(self.tokenizer, text) for text in rendered]
-        branches = []  # (prompt index, branch, first token, its margin)
+        branches = []  # (prompt index, branch, first token, its confidence)
         for i, completion in enumerate(self._generate(prompt_ids, max_tokens=1, logprobs=max(k, 2))):
             step = completion.logprobs[0]
             ranked = sorted(step, key=lambda token: step[token].logprob, reverse=True)[:k]
-            branches += [(i, j, token, _top2_margin_from_logprobs(step)) for j, token in enumerate(ranked)]
+            values = token_values_from_logprobs(self.signal, [step] * len(ranked), ranked)
+            branches += [(i, j, token, value) for j, (token, value) in enumerate(zip(ranked, values, strict=True))]
         # Branches that already ended (EOS first) or used their budget need no continuation.
         open_branches = [b for b in branches if b[2] not in self.eos_ids and budget > 1]
         continued = self._greedy([prompt_ids[i] + [token] for i, _, token, _ in open_branches], budget - 1)
         tails = dict(zip(((i, j) for i, j, _, _ in open_branches), continued, strict=True))
         traces = []
-        for i, j, token, margin in branches:
+        for i, j, token, value in branches:
             if token in self.eos_ids:
-                ids, margins, finished = [], [], True
+                ids, values, finished = [], [], True
             else:
-                rest, rest_margins, finished = tails.get((i, j), ([], [], False))
-                ids, margins = [token, *rest], [margin, *rest_margins]
-            traces.append(self._trace(i, j, token, rendered[i], ids, margins, finished))
+                rest, rest_values, finished = tails.get((i, j), ([], [], False))
+                ids, values = [token, *rest], [value, *rest_values]
+            traces.append(self._trace(i, j, token, rendered[i], ids, values, finished))
         return traces
 
     def continue_greedy(self, prefixes: list[list[int]], max_new_tokens: int) -> list[tuple[list[int], list[float]]]:
         _check_prefixes(prefixes, max_new_tokens)
-        return [(ids, margins) for ids, margins, _ in self._greedy(prefixes, max_new_tokens)]
+        return [(ids, values) for ids, values, _ in self._greedy(prefixes, max_new_tokens)]

@@ -1,6 +1,11 @@
 """The RLSF pipeline: problems -> CoT decoding -> answer-span confidence -> preference pairs ->
 Bradley-Terry reward model -> DPO -> evaluation (accuracy and calibration before vs after).
 
+Traces are ranked by ``signal``, any confidence signal registered in ``rlsf_verl.signals`` (the
+paper's ``answer_margin`` by default; a user's own once its module is imported, for example by
+naming it in ``RLSF_VERL_EXTRA_MODULES``). Calibration needs confidences in [0, 1]: with a signal
+outside it, the evaluation says so and reports accuracy only.
+
 Every stage writes its outputs atomically into the run directory and then a marker
 ``stages/<stage>.json`` holding the configuration it ran with. Re-running skips finished stages
 whose configuration is unchanged, refuses to mix configurations in one run directory, and resumes
@@ -63,6 +68,7 @@ class PipelineConfig:
     run_dir: str = "runs/rlsf-default"
     data: DataConfig = field(default_factory=DataConfig)
     decode: DecodeConfig = field(default_factory=DecodeConfig)
+    signal: str = "answer_margin"  # registered confidence signal that ranks traces (rlsf_verl.signals)
     tau: float = 0.9  # a trace must reach this confidence to be "chosen" in a pair
     # The defaults fit the embedded CPU run in ~15 minutes: a few optimiser steps, not the paper's
     # 3 epochs (set reward_model.max_steps=-1 reward_model.num_train_epochs=3 for that). DPO trains
@@ -73,6 +79,7 @@ class PipelineConfig:
     stages: list[str] = field(default_factory=lambda: list(STAGES))  # leave out e.g. "dpo" to skip it
 
     def __post_init__(self) -> None:
+        named_signal(self.signal)
         if not 0.0 <= self.tau <= 1.0:
             raise ValueError(f"tau: a confidence threshold in [0, 1], got {self.tau}")
         for name in self.stages:
@@ -80,16 +87,37 @@ class PipelineConfig:
                 raise unknown_name_error("stage", name, STAGES)
 
 
+def named_signal(name: str):
+    """The registered signal ``name`` (:class:`rlsf_verl.signals.Signal`), after importing the modules
+    named in ``RLSF_VERL_EXTRA_MODULES`` (where users register their own); unknown names raise a
+    ValueError naming the ``signal`` field, with "did you mean"."""
+    import importlib
+
+    from rlsf_verl.plugin import extra_modules
+    from rlsf_verl.signals import get_signal
+
+    for module in extra_modules():
+        importlib.import_module(module)
+    try:
+        return get_signal(name)
+    except ValueError as error:
+        raise ValueError(
+            f"signal: {error}; register your own with rlsf_verl.signals.register_signal in a module named by "
+            "RLSF_VERL_EXTRA_MODULES"
+        ) from None
+
+
 # Per stage: the stages whose outputs it reads, and the config sections it reads itself. A stage's
-# fingerprint covers its own sections and, following its inputs upstream, theirs.
+# fingerprint covers its own sections and, following its inputs upstream, theirs. The signal is
+# computed while decoding, so it belongs to the decode stage (and to the evaluation, which decodes).
 _STAGE_INPUTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "problems": ((), ("data",)),
-    "decode": (("problems",), ("model", "decode")),
+    "decode": (("problems",), ("model", "decode", "signal")),
     "confidence": (("decode",), ()),
     "pairs": (("confidence",), ("tau",)),
     "reward_model": (("pairs",), ("reward_model",)),
     "dpo": (("pairs",), ("dpo",)),
-    "evaluate": (("problems",), ("model", "decode")),
+    "evaluate": (("problems",), ("model", "decode", "signal")),
 }
 # Settings that change how a stage runs but not what it computes.
 _NOT_IN_FINGERPRINT = {"decode": ("progress", "batch_size")}
@@ -141,14 +169,18 @@ class RunDir:
         if not marker.exists():
             return False
         recorded = json.loads(marker.read_text())["config"]
+        self.check_same_config(stage, f"stage {stage!r} finished", recorded, fingerprint)
+        return True
+
+    def check_same_config(self, stage: str, what: str, recorded: Any, fingerprint: dict) -> None:
+        """Refuse to go on from outputs (``what``) made with a configuration other than ``fingerprint``."""
         if recorded != json.loads(json.dumps(fingerprint, default=str)):
             changed = sorted(_diff_keys(recorded, fingerprint))
             raise ValueError(
-                f"run_dir {self.root}: stage {stage!r} finished with a different configuration "
+                f"run_dir {self.root}: {what} with a different configuration "
                 f"(changed: {', '.join(changed)}); use a new --run-dir, or --from-stage {stage} to redo it "
                 "and everything after it"
             )
-        return True
 
     def mark(self, stage: str, fingerprint: dict, seconds: float, summary: dict) -> None:
         atomic_write_json(
@@ -159,6 +191,8 @@ class RunDir:
 
 def _diff_keys(old: Any, new: Any, prefix: str = "") -> set[str]:
     new = json.loads(json.dumps(new, default=str))
+    if old is None and isinstance(new, dict):  # nothing recorded: every setting counts as changed
+        old = {}
     if isinstance(old, dict) and isinstance(new, dict):
         keys = set(old) | set(new)
         return set().union(*(_diff_keys(old.get(k), new.get(k), f"{prefix}{k}.") for k in keys)) if keys else set()
@@ -208,7 +242,7 @@ class Pipeline:
         key = f"decoder:{model_dir}"
         if key not in self._models:
             model, tokenizer = load_causal_lm(model_dir)
-            self._models[key] = HFCoTDecoder(model, tokenizer, self.config.decode)
+            self._models[key] = HFCoTDecoder(model, tokenizer, self.config.decode, signal=self.config.signal)
         return self._models[key]
 
     def problems(self, name: str = "problems"):
@@ -242,11 +276,22 @@ class Pipeline:
         return [render_prompt(p, self.config.data.template) for p in problems]
 
     def stage_decode(self) -> dict:
-        """CoT-decode every training prompt, in parts that survive a kill."""
+        """CoT-decode every training prompt, in parts that survive a kill.
+
+        The parts' configuration is recorded before the first one is written: a resumed run never
+        takes parts decoded with other settings (another signal, k, model...) for its own.
+        """
+        parts_dir = self.run / "decode_parts"
+        parts_config = parts_dir / "config.json"
+        fingerprint = _sections("decode", self.config)
+        if any(parts_dir.glob("part-*.jsonl")):
+            recorded = json.loads(parts_config.read_text()) if parts_config.exists() else None
+            self.run.check_same_config("decode", "decode_parts/ were written", recorded, fingerprint)
+        else:
+            atomic_write_json(parts_config, fingerprint)
         problems = self.problems()
         prompts = self._prompts(problems)
         decoder = self.decoder()
-        parts_dir = self.run / "decode_parts"
         per_part = max(1, self.config.decode.batch_size // self.config.decode.k)
         traces: list[dict] = []
         for start in range(0, len(prompts), per_part):
@@ -296,10 +341,14 @@ class Pipeline:
         pairs = read_pairs_jsonl(self.run / "pairs.jsonl")
         if not pairs:
             stats = json.loads((self.run / "pair_stats.json").read_text())
+            highest = stats.get("max_confidence")
+            if highest is not None and highest < 0.0:  # below every tau in [0, 1]
+                fix = f"signal {self.config.signal!r} never reaches 0; rank by a signal in [0, 1] such as answer_margin"
+            else:
+                fix = "lower tau, decode more branches (decode.k) or more problems (data.n_problems)"
             raise ValueError(
                 f"no preference pairs to train on ({stats.get('n_traces')} traces, tau={stats.get('tau')}, "
-                f"highest confidence {stats.get('max_confidence')}); lower tau, decode more branches "
-                "(decode.k) or more problems (data.n_problems)"
+                f"highest confidence {highest}); {fix}"
             )
         return pairs
 
@@ -321,19 +370,17 @@ class Pipeline:
 
     def _greedy_eval(self, model_dir: Path, name: str, problems):
         """Greedy (first branch only) answers of ``model_dir`` on ``problems``, scored."""
-        from rlsf_verl.analysis import calibration_report
         from rlsf_verl.rlsf.confidence import score_traces
 
         decoder = self.decoder(model_dir)
         greedy_config = dataclasses.replace(self.config.decode, k=1)
-        greedy = type(decoder)(decoder.model, decoder.tokenizer, greedy_config)
+        greedy = type(decoder)(decoder.model, decoder.tokenizer, greedy_config, signal=self.config.signal)
         scored = score_traces(greedy, greedy.tokenizer, greedy.decode(self._prompts(problems)), problems)
         atomic_write_jsonl(self.run / "eval" / f"{name}.jsonl", [s.to_dict() for s in scored])
-        report = calibration_report([s.confidence for s in scored], [bool(s.correct) for s in scored])
-        return report, sum(s.no_answer for s in scored) / len(scored)
+        return scored
 
     def stage_evaluate(self) -> dict:
-        from rlsf_verl.analysis import reliability_diagram
+        from rlsf_verl.analysis import calibration_report, reliability_diagram
 
         problems = self.problems("eval_problems")
         if not problems:
@@ -341,21 +388,32 @@ class Pipeline:
         models = {"before": self.model_path()}
         if "dpo" in self.config.stages:
             models["after"] = self.run / "dpo_model"
-        reports, no_answer = {}, {}
+        reports, evaluation, summary = {}, {}, {}
         for name, model_dir in models.items():
-            reports[name], no_answer[name] = self._greedy_eval(model_dir, name, problems)
-        reliability_diagram(reports, self.run / "reliability.png", title="RLSF (DPO): held-out calibration")
-        atomic_write_json(self.run / "evaluation.json", {name: r.to_dict() for name, r in reports.items()})
-        return {
-            name: {
-                "accuracy": r.accuracy,
-                "ece": r.ece,
-                "brier": r.brier,
-                "auroc": r.auroc,
-                "no_answer_rate": no_answer[name],
-            }
-            for name, r in reports.items()
-        }
+            scored = self._greedy_eval(model_dir, name, problems)
+            confidences, correct = [s.confidence for s in scored], [bool(s.correct) for s in scored]
+            no_answer_rate = sum(s.no_answer for s in scored) / len(scored)
+            outside = [c for c in confidences if not 0.0 <= c <= 1.0]
+            if outside:
+                # ECE and Brier compare confidence with a frequency: on another scale they mean nothing,
+                # and clipping would invent a calibration.
+                note = (
+                    f"signal {self.config.signal!r} is not a probability (e.g. confidence {outside[0]:.4g} outside "
+                    "[0, 1]), calibration n/a; use a signal in [0, 1] such as answer_margin to measure it"
+                )
+                self.log(f"[evaluate] {name}: {note}")
+                accuracy = sum(correct) / len(correct)
+                evaluation[name] = {"n": len(scored), "accuracy": accuracy, "calibration": None, "note": note}
+                summary[name] = {"accuracy": accuracy, "ece": None, "brier": None, "auroc": None, "note": note}
+            else:
+                report = reports[name] = calibration_report(confidences, correct)
+                evaluation[name] = report.to_dict()
+                summary[name] = {metric: getattr(report, metric) for metric in ("accuracy", "ece", "brier", "auroc")}
+            summary[name]["no_answer_rate"] = no_answer_rate
+        if reports:
+            reliability_diagram(reports, self.run / "reliability.png", title="RLSF (DPO): held-out calibration")
+        atomic_write_json(self.run / "evaluation.json", evaluation)
+        return summary
 
     # -- driver -----------------------------------------------------------------------------
     def record(self) -> None:
@@ -378,8 +436,7 @@ class Pipeline:
             if stage in redo:
                 self.run.marker(stage).unlink(missing_ok=True)
                 if stage == "decode":
-                    for part in (self.run / "decode_parts").glob("part-*.jsonl"):
-                        part.unlink()
+                    shutil.rmtree(self.run / "decode_parts", ignore_errors=True)
             if self.run.finished(stage, fingerprint):
                 self.log(f"[{stage}] already finished, skipped")
                 continue
@@ -392,7 +449,7 @@ class Pipeline:
 
     def report(self) -> dict:
         """The before/after table of a finished run, also written as report.json and report.md."""
-        row: dict[str, Any] = {"model": self.config.model, "run_dir": str(self.run.root)}
+        row: dict[str, Any] = {"model": self.config.model, "signal": self.config.signal, "run_dir": str(self.run.root)}
         seconds = {}
         for stage in STAGES:
             if self.run.marker(stage).exists():
@@ -415,17 +472,20 @@ def format_report(row: dict) -> str:
     pairs = row.get("pairs", {})
     rm = row.get("reward_model", {})
     confidence = row.get("confidence", {})
+    notes = [f"- {name}: {entry['note']}" for name, entry in evaluation.items() if entry.get("note")]
     lines += [
         "",
+        *notes,
+        f"- confidence signal: {row.get('signal', '-')}",
         f"- preference pairs: {pairs.get('n_pairs', '-')} from {pairs.get('n_traces', '-')} traces "
         f"(tau {pairs.get('tau', '-')}, prompts with pairs {pairs.get('n_prompts_with_pairs', '-')})",
         f"- no-answer traces in decoding: {confidence.get('n_no_answer', '-')} of {confidence.get('n_traces', '-')}",
         f"- reward model held-out pair accuracy: {rm.get('heldout_accuracy', '-')}"
         + (f" ({rm['heldout_reason']})" if rm.get("heldout_reason") else ""),
         "- stage seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in row.get("seconds", {}).items()),
-        "",
-        "![reliability](reliability.png)",
     ]
+    if any(entry.get("ece") is not None for entry in evaluation.values()):
+        lines += ["", "![reliability](reliability.png)"]
     return "\n".join(lines) + "\n"
 
 

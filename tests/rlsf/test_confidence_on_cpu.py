@@ -1,8 +1,10 @@
-"""Answer-span confidence: longest common token span between the cue continuation and the trace."""
+"""Answer-span confidence: longest common token span between the cue continuation and the trace,
+and the trace's confidence under the signal it was decoded with."""
 
 import json
 
 import pytest
+import torch
 
 from rlsf_verl.data import Problem, builtin_problems, render_prompt
 from rlsf_verl.rlsf.confidence import (
@@ -11,9 +13,10 @@ from rlsf_verl.rlsf.confidence import (
     has_alphanumeric,
     longest_common_span,
     score_traces,
-    span_confidence,
+    trace_confidence,
 )
 from rlsf_verl.rlsf.decode import CoTDecoder, DecodeConfig, HFCoTDecoder, Trace, encode_text
+from rlsf_verl.signals import TokenInputs, register_signal
 
 # One thread: the tiny model's matrices are too small to split, and it keeps these tests fast
 # while other processes compete for the cores.
@@ -35,10 +38,22 @@ class ScriptedDecoder(CoTDecoder):
         return [(self.answer_ids[:max_new_tokens], [0.5] * len(self.answer_ids)) for _ in prefixes]
 
 
-def make_trace(tokenizer, text: str, margins: list[float] | None = None) -> Trace:
+@register_signal("rlsf_test_least_margin", needs=("margin",), span="answer", floor=0.0, replace=True)
+def least_margin(inputs: TokenInputs) -> torch.Tensor:
+    """1 - (p1 - p2): ranks answers the other way round from answer_margin."""
+    return 1.0 - inputs.margin
+
+
+@register_signal("rlsf_test_answer_logprob", needs=("logprob",), span="answer", floor=-3.0, replace=True)
+def answer_logprob(inputs: TokenInputs) -> torch.Tensor:
+    """log p of the answer tokens, least confident value -3."""
+    return inputs.logprob
+
+
+def make_trace(tokenizer, text: str, values: list[float] | None = None, signal: str = "answer_margin") -> Trace:
     ids = encode_text(tokenizer, text)
-    margins = margins if margins is not None else [0.1 * (i % 10) for i in range(len(ids))]
-    return Trace(0, 0, ids[0], "Q: 3 + 4?\nA:", text, ids, margins, True)
+    values = values if values is not None else [0.1 * (i % 10) for i in range(len(ids))]
+    return Trace(0, 0, ids[0], "Q: 3 + 4?\nA:", text, ids, values, signal, True)
 
 
 GOLD_7 = Problem(id="q", question="3 + 4?", answer="7", kind="math")
@@ -81,31 +96,49 @@ def test_alphanumeric_tokens_count_and_punctuation_does_not(tiny_lm):
     assert not counts(tokenizer.eos_token_id)
 
 
-# --- span confidence -------------------------------------------------------------------------------
+# --- trace confidence ------------------------------------------------------------------------------
 
 
-def test_span_confidence_is_the_mean_margin_over_the_span():
-    assert span_confidence([0.2, 0.9, 0.5, 0.1], (1, 3)) == pytest.approx(0.7)
+def test_answer_margin_confidence_is_the_mean_over_the_span():
+    assert trace_confidence([0.2, 0.9, 0.5, 0.1], (1, 3), "answer_margin", 8) == pytest.approx(0.7)
+
+
+def test_a_response_signal_averages_the_whole_trace_whatever_the_span():
+    values = [-0.2, -0.9, -0.5, -0.1]
+    assert trace_confidence(values, (1, 3), "neg_entropy", 8) == pytest.approx(-0.425)
+    assert trace_confidence(values, None, "neg_entropy", 8) == pytest.approx(-0.425)
+
+
+@pytest.mark.parametrize(
+    ("values", "span", "signal", "floor"),
+    [
+        ([0.2, 0.9], None, "answer_margin", 0.0),  # no answer span: as RLSF scores it
+        ([-0.2, -0.9], None, "rlsf_test_answer_logprob", -3.0),  # a user's floor, not a misleading 0
+        ([], None, "neg_entropy", -torch.log(torch.tensor(8.0)).item()),  # no token: a uniform guess
+    ],
+)
+def test_a_trace_the_signal_cannot_average_gets_its_floor(values, span, signal, floor):
+    assert trace_confidence(values, span, signal, 8) == pytest.approx(floor)
 
 
 @pytest.mark.parametrize("span", [(2, 2), (0, 5), (-1, 2)])
-def test_span_confidence_rejects_spans_outside_the_margins(span):
+def test_trace_confidence_rejects_spans_outside_the_values(span):
     with pytest.raises(ValueError, match="span"):
-        span_confidence([0.2, 0.9, 0.5, 0.1], span)
+        trace_confidence([0.2, 0.9, 0.5, 0.1], span, "answer_margin", 8)
 
 
 # --- score_traces with a scripted cue continuation -------------------------------------------------
 
 
-def test_confidence_is_the_mean_of_the_trace_margins_over_the_shared_span(tiny_lm):
+def test_confidence_is_the_mean_of_the_trace_values_over_the_shared_span(tiny_lm):
     _, tokenizer = tiny_lm
-    trace = make_trace(tokenizer, "3 + 4 = 7 apples", margins=None)
+    trace = make_trace(tokenizer, "3 + 4 = 7 apples")
     answer_ids = trace.token_ids[-3:-1] + encode_text(tokenizer, ".")
     [scored] = score_traces(ScriptedDecoder(tokenizer, answer_ids), tokenizer, [trace])
 
     n = len(trace.token_ids)
     assert scored.span == (n - 3, n - 1)
-    assert scored.confidence == pytest.approx(sum(trace.margins[n - 3 : n - 1]) / 2)
+    assert scored.confidence == pytest.approx(sum(trace.token_confidence[n - 3 : n - 1]) / 2)
     assert not scored.no_answer
 
 
@@ -130,7 +163,7 @@ def test_a_shared_punctuation_only_span_is_no_answer(tiny_lm):
 
 def test_an_empty_trace_is_no_answer(tiny_lm):
     _, tokenizer = tiny_lm
-    empty = Trace(0, 0, tokenizer.eos_token_id, "Q:", "", [], [], True)
+    empty = Trace(0, 0, tokenizer.eos_token_id, "Q:", "", [], [], "answer_margin", True)
     [scored] = score_traces(ScriptedDecoder(tokenizer, encode_text(tokenizer, " 7")), tokenizer, [empty])
     assert scored.no_answer and scored.confidence == 0.0
 
@@ -173,11 +206,11 @@ def test_choice_problems_extract_a_letter(tiny_lm):
     assert scored.answer == "B" and scored.correct is True
 
 
-def test_traces_with_mismatched_margins_are_refused(tiny_lm):
+def test_traces_with_mismatched_token_confidence_are_refused(tiny_lm):
     _, tokenizer = tiny_lm
     trace = make_trace(tokenizer, "3 + 4 = 7")
-    trace.margins = trace.margins[:-1]
-    with pytest.raises(ValueError, match="margins"):
+    trace.token_confidence = trace.token_confidence[:-1]
+    with pytest.raises(ValueError, match="token_confidence"):
         score_traces(ScriptedDecoder(tokenizer, [1]), tokenizer, [trace])
 
 
@@ -217,11 +250,12 @@ def test_scoring_real_traces_of_the_tiny_model(tiny_lm):
 
     assert len(scored) == 6
     for s, trace in zip(scored, traces, strict=True):
-        assert (s.prompt_index, s.branch, s.token_ids, s.margins) == (
+        assert (s.prompt_index, s.branch, s.token_ids, s.token_confidence, s.signal) == (
             trace.prompt_index,
             trace.branch,
             trace.token_ids,
-            trace.margins,
+            trace.token_confidence,
+            "answer_margin",
         )
         assert isinstance(s.answer_text, str) and isinstance(s.correct, bool)
         if s.no_answer:
@@ -229,6 +263,53 @@ def test_scoring_real_traces_of_the_tiny_model(tiny_lm):
         else:
             start, end = s.span
             assert 0 <= start < end <= len(s.token_ids)
-            assert s.confidence == pytest.approx(sum(s.margins[start:end]) / (end - start))
+            assert s.confidence == pytest.approx(sum(s.token_confidence[start:end]) / (end - start))
             assert 0.0 <= s.confidence <= 1.0
     assert not all(s.no_answer for s in scored), "the tiny model repeats its own tokens after the cue"
+
+
+def test_a_no_answer_trace_under_a_response_signal_is_ranked_by_the_whole_trace(tiny_lm):
+    _, tokenizer = tiny_lm
+    trace = make_trace(tokenizer, "3 + 4 = 7 apples", signal="neg_entropy")
+    trace.token_confidence = [-float(i) for i in range(len(trace.token_ids))]
+    answer_ids = [t for t in encode_text(tokenizer, "books cookies") if t not in trace.token_ids]
+    [scored] = score_traces(ScriptedDecoder(tokenizer, answer_ids), tokenizer, [trace])
+
+    assert scored.no_answer and scored.span is None
+    assert scored.confidence == pytest.approx(sum(trace.token_confidence) / len(trace.token_ids))
+
+
+def decode_and_score(tiny_lm, **signal):
+    model, tokenizer = tiny_lm
+    problems = builtin_problems(3, seed=1)
+    decoder = HFCoTDecoder(model, tokenizer, DecodeConfig(k=4, max_new_tokens=20, progress=False), **signal)
+    return score_traces(decoder, tokenizer, decoder.decode([render_prompt(p) for p in problems]), problems)
+
+
+def test_the_default_ranks_traces_by_the_mean_top2_margin_over_the_answer_span(tiny_lm):
+    scored = decode_and_score(tiny_lm)
+    for s in scored:
+        assert s.signal == "answer_margin"
+        start, end = s.span or (0, 0)
+        # RLSF's rule as written before signals were pluggable: the plain mean of the margins, 0 without a span.
+        before = sum(s.token_confidence[start:end]) / (end - start) if s.span else 0.0
+        assert s.confidence == pytest.approx(before, rel=1e-12, abs=0.0)
+    assert sum(not s.no_answer for s in scored) >= 4, "the check needs several answered traces"
+
+
+def test_a_user_signal_changes_the_ranking_as_it_defines_it(tiny_lm):
+    by_margin = decode_and_score(tiny_lm)
+    by_least_margin = decode_and_score(tiny_lm, signal="rlsf_test_least_margin")
+
+    assert [(s.token_ids, s.span) for s in by_least_margin] == [(s.token_ids, s.span) for s in by_margin]
+    for margin, least in zip(by_margin, by_least_margin, strict=True):
+        assert least.signal == "rlsf_test_least_margin"
+        if not margin.no_answer:
+            assert least.confidence == pytest.approx(1.0 - margin.confidence, abs=1e-6)
+    compared = 0
+    for prompt in {s.prompt_index for s in by_margin}:
+        answered = [i for i, s in enumerate(by_margin) if s.prompt_index == prompt and not s.no_answer]
+        most_to_least = sorted(answered, key=lambda i: -by_margin[i].confidence)
+        assert sorted(answered, key=lambda i: by_least_margin[i].confidence) == most_to_least
+        compared += len(answered) >= 2
+    assert compared, "the check needs a prompt with two answered branches"

@@ -1,15 +1,24 @@
-"""CoT decoding on the tiny random model: top-k first tokens, greedy branches, margins kept per token."""
+"""CoT decoding on the tiny random model: top-k first tokens, greedy branches, a signal value kept per token."""
 
 import importlib.util
 import json
+import math
 from collections import Counter
+from types import SimpleNamespace
 
 import pytest
 import torch
 
 from rlsf_verl.models import load_causal_lm
-from rlsf_verl.rlsf.decode import DecodeConfig, HFCoTDecoder, Trace, VLLMCoTDecoder, encode_text
-from rlsf_verl.signals import top2_margin
+from rlsf_verl.rlsf.decode import (
+    DecodeConfig,
+    HFCoTDecoder,
+    Trace,
+    VLLMCoTDecoder,
+    encode_text,
+    token_values_from_logprobs,
+)
+from rlsf_verl.signals import TokenInputs, get_signal, register_signal, top2_margin
 
 # Different lengths, so that batches mix left padding.
 PROMPTS = [
@@ -39,6 +48,16 @@ def lm_with_early_stops(tiny_model_dir):
     return model, tokenizer, common
 
 
+@pytest.fixture(scope="module")
+def float64_lm(tiny_model_dir, lm_with_early_stops):
+    """The early-stopping tiny model in float64: cached, batched and full forward passes then agree to
+    ~1e-12, so a comparison between them measures the signal, not float32 attention rounding."""
+    _, _, stop = lm_with_early_stops
+    model, tokenizer = load_causal_lm(tiny_model_dir, dtype="float64")
+    model.generation_config.eos_token_id = [tokenizer.eos_token_id, stop]
+    return model, tokenizer
+
+
 def first_step_logits(model, tokenizer, rendered: str) -> torch.Tensor:
     ids = torch.tensor([encode_text(tokenizer, rendered)])
     with torch.inference_mode():
@@ -57,7 +76,7 @@ def test_batched_decoding_equals_decoding_each_branch_alone(lm_with_early_stops,
         assert (b.prompt_index, b.branch, b.first_token_id) == (a.prompt_index, a.branch, a.first_token_id)
         assert b.token_ids == a.token_ids
         assert b.finished == a.finished and b.text == a.text
-        assert b.margins == pytest.approx(a.margins, abs=1e-4)
+        assert b.token_confidence == pytest.approx(a.token_confidence, abs=1e-4)
 
 
 def test_first_tokens_are_the_top_k_of_the_first_step(tiny_lm):
@@ -72,14 +91,15 @@ def test_first_tokens_are_the_top_k_of_the_first_step(tiny_lm):
         assert [t.first_token_id for t in branches] == logits.topk(4).indices.tolist()
         assert all(t.token_ids[0] == t.first_token_id for t in branches)
         first_margin = top2_margin(logits[None, None]).item()
-        assert [t.margins[0] for t in branches] == pytest.approx([first_margin] * 4, abs=1e-5)
+        assert [t.token_confidence[0] for t in branches] == pytest.approx([first_margin] * 4, abs=1e-5)
 
 
-def test_margins_are_one_per_token_and_between_0_and_1(tiny_lm):
+def test_default_token_confidence_is_the_answer_margin_one_per_token_between_0_and_1(tiny_lm):
     traces = HFCoTDecoder(*tiny_lm, quiet()).decode(PROMPTS[:2])
     for trace in traces:
-        assert len(trace.margins) == len(trace.token_ids)
-        assert all(0.0 <= m <= 1.0 for m in trace.margins)
+        assert trace.signal == "answer_margin"
+        assert len(trace.token_confidence) == len(trace.token_ids)
+        assert all(0.0 <= m <= 1.0 for m in trace.token_confidence)
 
 
 def test_branch_stops_at_eos_which_is_not_kept(lm_with_early_stops):
@@ -121,13 +141,13 @@ def test_continue_greedy_equals_transformers_greedy_generate(tiny_lm):
     model, tokenizer = tiny_lm
     prefixes = [encode_text(tokenizer, p) for p in PROMPTS]
     continued = HFCoTDecoder(model, tokenizer, quiet(batch_size=3)).continue_greedy(prefixes, 10)
-    for prefix, (ids, margins) in zip(prefixes, continued, strict=True):
+    for prefix, (ids, values) in zip(prefixes, continued, strict=True):
         input_ids = torch.tensor([prefix])
         expected = model.generate(
             input_ids, attention_mask=torch.ones_like(input_ids), max_new_tokens=10, do_sample=False
         )
         assert ids == expected[0, len(prefix) :].tolist()
-        assert len(margins) == len(ids)
+        assert len(values) == len(ids)
 
 
 def test_progress_bar_leaves_the_traces_unchanged(tiny_lm, capsys):
@@ -138,14 +158,22 @@ def test_progress_bar_leaves_the_traces_unchanged(tiny_lm, capsys):
 
 
 def test_trace_round_trips_through_json():
-    trace = Trace(0, 1, 42, "Q?", " 7", [42, 7], [0.5, 0.25], True)
+    trace = Trace(0, 1, 42, "Q?", " 7", [42, 7], [0.5, 0.25], "answer_margin", True)
     assert Trace.from_dict(json.loads(json.dumps(trace.to_dict()))) == trace
 
 
 def test_trace_from_dict_names_missing_keys():
-    row = Trace(0, 1, 42, "Q?", " 7", [42, 7], [0.5, 0.25], True).to_dict()
-    del row["margins"]
-    with pytest.raises(ValueError, match="margins"):
+    row = Trace(0, 1, 42, "Q?", " 7", [42, 7], [0.5, 0.25], "answer_margin", True).to_dict()
+    del row["token_confidence"]
+    with pytest.raises(ValueError, match="token_confidence"):
+        Trace.from_dict(row)
+
+
+def test_trace_rows_of_the_old_margins_format_are_refused_by_name():
+    row = Trace(0, 1, 42, "Q?", " 7", [42, 7], [0.5, 0.25], "answer_margin", True).to_dict()
+    row["margins"] = row.pop("token_confidence")
+    del row["signal"]
+    with pytest.raises(ValueError, match=r"missing keys \['signal', 'token_confidence'\], unknown keys \['margins'\]"):
         Trace.from_dict(row)
 
 
@@ -182,3 +210,76 @@ def test_continue_greedy_rejects_an_empty_prefix(tiny_lm):
 def test_vllm_decoder_without_vllm_says_how_to_install_it():
     with pytest.raises(ImportError, match=r"rlsf-verl\[gpu\]"):
         VLLMCoTDecoder("some/model")
+
+
+# --- the confidence signal ------------------------------------------------------------------------
+
+
+@register_signal("rlsf_test_top1_prob", needs=("logits",), floor=0.0, replace=True)
+def top1_prob(inputs: TokenInputs) -> torch.Tensor:
+    """p(top1) of each position: a user signal reading the logits themselves."""
+    return inputs.logits.float().softmax(-1).amax(-1)
+
+
+def teacher_forced_values(model, tokenizer, trace: Trace, signal: str) -> torch.Tensor:
+    """``signal`` per generated token, from one forward pass over the prompt and the whole trace."""
+    prompt = encode_text(tokenizer, trace.prompt)
+    with torch.inference_mode():
+        logits = model(torch.tensor([prompt + trace.token_ids])).logits[0].float()
+    # The logits at position p predict the token at p + 1.
+    predicting = logits[len(prompt) - 1 : len(prompt) - 1 + len(trace.token_ids)]
+    inputs = TokenInputs(logits=predicting, token_ids=torch.tensor(trace.token_ids))
+    return get_signal(signal).token_values(inputs)
+
+
+@pytest.mark.parametrize(
+    "signal", ["answer_margin", "self_certainty", "neg_entropy", "neg_trajectory_entropy", "rlsf_test_top1_prob"]
+)
+def test_each_token_value_equals_the_signal_on_the_teacher_forced_forward(float64_lm, signal):
+    model, tokenizer = float64_lm
+    traces = HFCoTDecoder(model, tokenizer, quiet(batch_size=4), signal=signal).decode(PROMPTS)
+
+    assert {t.finished for t in traces} == {True, False}, "branches should leave the batch at different steps"
+    for trace in traces:
+        assert trace.signal == signal
+        expected = teacher_forced_values(model, tokenizer, trace, signal)
+        assert trace.token_confidence == pytest.approx(expected.tolist(), abs=1e-5)
+
+
+def test_the_signal_changes_the_values_but_not_the_decoded_tokens(tiny_lm):
+    by_margin = HFCoTDecoder(*tiny_lm, quiet()).decode(PROMPTS[:2])
+    by_entropy = HFCoTDecoder(*tiny_lm, quiet(), signal="neg_entropy").decode(PROMPTS[:2])
+    assert [t.token_ids for t in by_entropy] == [t.token_ids for t in by_margin]
+    assert all(max(t.token_confidence) < 0.0 for t in by_entropy)  # minus an entropy
+
+
+def test_continue_greedy_gives_the_signal_values_too(float64_lm):
+    model, tokenizer = float64_lm
+    decoder = HFCoTDecoder(model, tokenizer, quiet(), signal="self_certainty")
+    prefix = encode_text(tokenizer, PROMPTS[0])
+    [(ids, values)] = decoder.continue_greedy([prefix], 6)
+    trace = Trace(0, 0, ids[0], tokenizer.decode(prefix), "", ids, values, "self_certainty", False)
+    assert values == pytest.approx(teacher_forced_values(model, tokenizer, trace, "self_certainty").tolist(), abs=1e-5)
+
+
+def test_an_unknown_signal_is_refused_with_did_you_mean(tiny_lm):
+    with pytest.raises(ValueError, match="unknown signal 'answer_margn'; did you mean 'answer_margin'"):
+        HFCoTDecoder(*tiny_lm, quiet(), signal="answer_margn")
+
+
+@pytest.mark.parametrize("signal", ["neg_entropy", "self_certainty", "rlsf_test_top1_prob"])
+def test_vllm_decoder_refuses_a_signal_that_needs_more_than_its_top2_logprobs(signal):
+    # Refused before vLLM is imported or a model is loaded: the settings are wrong whatever the machine.
+    with pytest.raises(ValueError, match=rf"signal '{signal}' reads .*vLLM decoder gives only logprob, margin"):
+        VLLMCoTDecoder("some/model", signal=signal)
+
+
+def test_vllm_log_probs_give_the_margin_and_the_chosen_token_log_prob():
+    steps = [
+        {5: SimpleNamespace(logprob=math.log(0.6)), 9: SimpleNamespace(logprob=math.log(0.3))},
+        {2: SimpleNamespace(logprob=math.log(0.5)), 7: SimpleNamespace(logprob=math.log(0.25))},
+    ]
+    margins = token_values_from_logprobs(get_signal("answer_margin"), steps, [5, 7])
+    logprobs = token_values_from_logprobs(get_signal("neg_trajectory_entropy"), steps, [5, 7])
+    assert margins == pytest.approx([0.3, 0.25], abs=1e-7)
+    assert logprobs == pytest.approx([math.log(0.6), math.log(0.25)], abs=1e-6)

@@ -63,7 +63,7 @@ def test_every_stage_finishes_and_records_its_config(finished_run):
         marker = json.loads((run_dir / "stages" / f"{stage}.json").read_text())
         assert marker["stage"] == stage and marker["seconds"] >= 0
     config = json.loads((run_dir / "config.json").read_text())
-    assert config["decode"]["k"] == 3 and config["tau"] == 0.0
+    assert config["decode"]["k"] == 3 and config["tau"] == 0.0 and config["signal"] == "answer_margin"
     info = json.loads((run_dir / "run_info.json").read_text())
     assert info["versions"]["transformers"] and info["versions"]["torch"]
 
@@ -195,7 +195,7 @@ def test_decode_resumes_from_its_finished_parts(tiny_model, tmp_path):
     config = make_config(tiny_model, run_dir, "stages=[problems,decode]")
     run_pipeline(config, log=lambda message: None)
     reference = (run_dir / "traces.jsonl").read_bytes()
-    parts = sorted((run_dir / "decode_parts").iterdir())
+    parts = sorted((run_dir / "decode_parts").glob("part-*.jsonl"))
     assert [p.name for p in parts] == ["part-000000-000002.jsonl", "part-000002-000004.jsonl"]  # 6 rows = 2 prompts
 
     # A run killed after the first part: only the second part is decoded again.
@@ -216,4 +216,4 @@ def test_decode_resumes_from_its_finished_parts(tiny_model, tmp_path):
     ]
     # Other batch shapes round differently in the last float32 bits, nothing more.
     for new, old in zip(rebatched, original, strict=True):
-        assert new["margins"] == pytest.approx(old["margins"], abs=1e-4)
+        assert new["token_confidence"] == pytest.approx(old["token_confidence"], abs=1e-4)
