@@ -26,7 +26,7 @@ import platform
 import shutil
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -487,6 +487,18 @@ def format_report(row: dict) -> str:
     if any(entry.get("ece") is not None for entry in evaluation.values()):
         lines += ["", "![reliability](reliability.png)"]
     return "\n".join(lines) + "\n"
+
+
+def make_pipeline_config(values: dict[str, Any] | None = None, overrides: Sequence[str] = ()) -> PipelineConfig:
+    """A checked PipelineConfig from field ``values`` and then ``key=value`` overrides (later wins).
+
+    >>> make_pipeline_config({"run_dir": "runs/x"}, ["decode.k=3"]).decode.k
+    3
+    """
+    from omegaconf import OmegaConf
+
+    dotlist = OmegaConf.from_dotlist(list(overrides))
+    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(PipelineConfig), values or {}, dotlist))
 
 
 def register_hydra_config(name: str = "rlsf_pipeline") -> None:

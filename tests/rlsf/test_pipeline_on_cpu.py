@@ -8,9 +8,8 @@ import time
 from pathlib import Path
 
 import pytest
-from omegaconf import OmegaConf
 
-from rlsf_verl.rlsf.pipeline import STAGES, PipelineConfig, run_pipeline
+from rlsf_verl.rlsf.pipeline import STAGES, PipelineConfig, make_pipeline_config, run_pipeline
 
 # Small enough for a 2-core CPU; tau=0 so that a random model still yields pairs.
 OVERRIDES = [
@@ -38,12 +37,7 @@ def tiny_model(tiny_model_dir) -> Path:
 
 
 def make_config(model: Path, run_dir: Path, *extra: str) -> PipelineConfig:
-    config = OmegaConf.merge(
-        OmegaConf.structured(PipelineConfig),
-        {"model": str(model), "run_dir": str(run_dir)},
-        OmegaConf.from_dotlist(OVERRIDES + list(extra)),
-    )
-    return OmegaConf.to_object(config)
+    return make_pipeline_config({"model": str(model), "run_dir": str(run_dir)}, [*OVERRIDES, *extra])
 
 
 @pytest.fixture(scope="module")

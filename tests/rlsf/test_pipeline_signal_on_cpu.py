@@ -6,9 +6,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from omegaconf import OmegaConf
 
-from rlsf_verl.rlsf.pipeline import PipelineConfig, run_pipeline
+from rlsf_verl.rlsf.pipeline import PipelineConfig, make_pipeline_config, run_pipeline
 from rlsf_verl.signals import TokenInputs, register_signal
 
 # Up to the pairs: what the signal changes. tau=0 so that a random model still yields pairs.
@@ -34,12 +33,7 @@ def least_margin(inputs: TokenInputs) -> torch.Tensor:
 
 
 def make_config(model: Path, run_dir: Path, *extra: str) -> PipelineConfig:
-    config = OmegaConf.merge(
-        OmegaConf.structured(PipelineConfig),
-        {"model": str(model), "run_dir": str(run_dir)},
-        OmegaConf.from_dotlist(OVERRIDES + list(extra)),
-    )
-    return OmegaConf.to_object(config)
+    return make_pipeline_config({"model": str(model), "run_dir": str(run_dir)}, [*OVERRIDES, *extra])
 
 
 def read_jsonl(path: Path) -> list[dict]:
