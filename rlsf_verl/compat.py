@@ -34,6 +34,17 @@ SYMBOLS: dict[str, str] = {
     "EngineRegistry": "verl.workers.engine.base:EngineRegistry",
     "FSDPEngineWithLMHead": "verl.workers.engine.fsdp.transformer_impl:FSDPEngineWithLMHead",
     "MegatronEngineWithLMHead": "verl.workers.engine.megatron.transformer_impl:MegatronEngineWithLMHead",
+    "FSDPEngineWithValueHead": "verl.workers.engine.fsdp.transformer_impl:FSDPEngineWithValueHead",
+    # the CPU path (rlsf_verl/cpu): a device platform, workers, and a rollout registered by name
+    "PlatformBase": "verl.plugin.platform:PlatformBase",
+    "PlatformRegistry": "verl.plugin.platform:PlatformRegistry",
+    "TrainingWorker": "verl.workers.engine_workers:TrainingWorker",
+    "ActorRolloutRefWorker": "verl.workers.engine_workers:ActorRolloutRefWorker",
+    "BaseRollout": "verl.workers.rollout.base:BaseRollout",
+    "ROLLOUT_CLASS_REGISTRY": "verl.workers.rollout.base:_ROLLOUT_REGISTRY",
+    "RolloutReplica": "verl.workers.rollout.replica:RolloutReplica",
+    "RolloutReplicaRegistry": "verl.workers.rollout.replica:RolloutReplicaRegistry",
+    "TokenOutput": "verl.workers.rollout.replica:TokenOutput",
     "response_from_nested": "verl.workers.utils.padding:response_from_nested",
     # advantage estimators
     "register_adv_est": "verl.trainer.ppo.core_algos:register_adv_est",

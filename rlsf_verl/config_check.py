@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -160,6 +161,11 @@ def check_config(config: DictConfig) -> None:
         importlib.import_module(module)
     check_verl_config(config)
     check_reward_config(config)
+    if config.trainer.get("device") == "cpu" and os.environ.get("VERL_PLATFORM") != "cpu":
+        raise ValueError(
+            "trainer.device=cpu: verl's trainer runs on CPU only through rlsf-verl's CPU platform; "
+            "export VERL_PLATFORM=cpu (see recipes/cpu_smoke)"
+        )
     if not config.trainer.get("use_v1", True):
         raise ValueError("trainer.use_v1=False: rlsf-verl runs verl's v1 trainer only; drop the override")
     from rlsf_verl.trainer.group_step import GroupStepSettings

@@ -78,7 +78,7 @@ def engine_modules() -> tuple[str, ...]:
         engines = ("rlsf_verl.engines.fsdp",)
         if importlib.util.find_spec("megatron") is not None:  # a namespace package: nothing heavy imported
             engines += ("rlsf_verl.engines.megatron",)
-    return engines
+    return engines + (("rlsf_verl.cpu.register",) if os.environ.get("VERL_PLATFORM") == "cpu" else ())
 
 
 def extra_modules() -> tuple[str, ...]:

@@ -126,6 +126,13 @@ class RLSFTrainer(compat.resolve("PPOTrainerSync")):
         if self.collapse_guard is not None and self.global_steps > 0 and state.exists():
             self.collapse_guard.load(state)
 
+    def _init_resource_pool_mgr(self):
+        super()._init_resource_pool_mgr()
+        if self.config.trainer.device == "cpu":  # rlsf-verl's CPU path (rlsf_verl/cpu, recipes/cpu_smoke)
+            from rlsf_verl.cpu.workers import use_cpu_workers
+
+            use_cpu_workers(self.role_worker_mapping)
+
     def _save_checkpoint(self):
         super()._save_checkpoint()
         self.save_guard_state()

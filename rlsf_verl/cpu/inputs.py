@@ -1,0 +1,40 @@
+"""A tiny model and arithmetic prompts for a CPU smoke run of verl's trainer.
+
+``python -m rlsf_verl.cpu.inputs OUT_DIR`` writes ``OUT_DIR/model`` (random-init Llama-shaped model,
+its own tokenizer, from :func:`rlsf_verl.models.build_tiny_model`) and ``OUT_DIR/data/{train,val}.parquet``
+(built-in arithmetic word problems in verl's layout). Deterministic; reused when already there.
+
+>>> paths = smoke_inputs("/tmp/rlsf-cpu-smoke")          # doctest: +SKIP
+>>> sorted(paths)                                         # doctest: +SKIP
+['model', 'train', 'val']
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from rlsf_verl.data.arithmetic import arithmetic_problems
+from rlsf_verl.data.verl_parquet import write_verl_parquet
+from rlsf_verl.models import build_tiny_model
+
+
+def smoke_inputs(out_dir: str | Path, n_train: int = 32, n_val: int = 8, seed: int = 0) -> dict[str, Path]:
+    """Write (or reuse) the model and the two parquet files; return their paths by name."""
+    if n_train < 1 or n_val < 1:
+        raise ValueError(f"n_train={n_train}, n_val={n_val}: both must be >= 1")
+    out = Path(out_dir)
+    paths = {"model": out / "model", "train": out / "data" / "train.parquet", "val": out / "data" / "val.parquet"}
+    build_tiny_model(paths["model"], seed=seed)
+    if not (paths["train"].exists() and paths["val"].exists()):
+        problems = arithmetic_problems(n_train + n_val, seed=seed)
+        write_verl_parquet(problems[:n_train], paths["train"], "train")
+        write_verl_parquet(problems[n_train:], paths["val"], "test")
+    return paths
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        raise SystemExit("usage: python -m rlsf_verl.cpu.inputs OUT_DIR")
+    for name, path in smoke_inputs(sys.argv[1]).items():
+        print(f"{name}: {path}")

@@ -1,0 +1,242 @@
+"""verl rollout ``hf_cpu``: generation with transformers on CPU, for machines where vLLM cannot run
+next to verl.
+
+verl's hybrid trainer asks a rollout for three things, each answered here:
+
+- a server per replica that turns prompt token ids into a :class:`TokenOutput` (``generate``) and
+  can sleep and wake (no-ops: nothing to free on CPU): :class:`HFCPUServer`, a Ray actor holding a
+  float32 ``AutoModelForCausalLM``. Requests that arrive together are generated as one left-padded
+  batch (the agent loop sends a whole batch at once; one sequence at a time is ~5x slower here);
+- a replica object that launches that server (:class:`HFCPUReplica`);
+- an adapter living in each actor worker that receives the trained weights after every step
+  (:class:`HFCPUServerAdapter`); it forwards them to its replica's server by Ray object store.
+
+Log-probs returned with ``logprobs`` are those of the untempered distribution, as vLLM's default.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Iterable
+
+import ray
+import torch
+
+from rlsf_verl import compat
+
+TokenOutput = compat.resolve("TokenOutput")
+
+logger = logging.getLogger(__name__)
+
+ROLLOUT_NAME = "hf_cpu"
+BATCH_WINDOW_S = 0.05  # requests arriving within this window share one generate call
+
+
+def server_actor_name(replica_rank: int) -> str:
+    """Ray name of replica ``replica_rank``'s server: the adapters find it by this name."""
+    return f"rlsf_hf_cpu_server_{replica_rank}"
+
+
+def generation_kwargs(sampling_params: dict, max_new_tokens: int) -> dict:
+    """``model.generate`` keywords for verl's sampling params (temperature 0 = greedy; top_k -1 = off).
+
+    >>> generation_kwargs({"temperature": 0, "top_p": 1.0, "top_k": -1}, 8)
+    {'max_new_tokens': 8, 'do_sample': False}
+    >>> generation_kwargs({"temperature": 0.7, "top_p": 0.9, "top_k": 5}, 8)
+    {'max_new_tokens': 8, 'do_sample': True, 'temperature': 0.7, 'top_p': 0.9, 'top_k': 5}
+    """
+    temperature = float(sampling_params.get("temperature", 1.0))
+    if temperature < 0:
+        raise ValueError(f"rollout temperature={temperature}: must be >= 0 (0 is greedy)")
+    kwargs = {"max_new_tokens": int(max_new_tokens), "do_sample": temperature > 0}
+    if temperature > 0:
+        top_k = int(sampling_params.get("top_k", -1))
+        kwargs.update(
+            temperature=temperature, top_p=float(sampling_params.get("top_p", 1.0)), top_k=top_k if top_k > 0 else 0
+        )
+    return kwargs
+
+
+class HFCPUServer:
+    """One rollout replica: a transformers causal LM answering verl's ``generate`` calls."""
+
+    def __init__(self, model_path: str, prompt_length: int, response_length: int, seed: int, trust_remote_code: bool):
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        torch.manual_seed(seed)
+        self.model = AutoModelForCausalLM.from_pretrained(
+            model_path, dtype=torch.float32, trust_remote_code=trust_remote_code
+        ).eval()
+        tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=trust_remote_code)
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        eos = self.model.generation_config.eos_token_id
+        self.eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [tokenizer.eos_token_id])
+        self.prompt_length = prompt_length
+        self.response_length = response_length
+        self.global_steps: int | None = None
+        self._pending: list[tuple[list[int], dict, asyncio.Future]] = []
+        self._flush: asyncio.Task | None = None
+
+    def max_new_tokens(self, prompt_ids: list[int], sampling_params: dict) -> int:
+        """verl's cap: at most ``response_length``, and prompt + response within the configured total."""
+        budget = min(self.response_length, self.prompt_length + self.response_length - len(prompt_ids))
+        asked = sampling_params.get("max_tokens", sampling_params.get("max_new_tokens", budget))
+        return max(1, min(int(asked), budget))
+
+    async def generate(self, request_id: str, prompt_ids: list[int], sampling_params: dict, **_: object) -> TokenOutput:
+        """Generate one response; multimodal arguments verl always passes (``image_data=None`` ...) are ignored."""
+        future = asyncio.get_running_loop().create_future()
+        self._pending.append((list(prompt_ids), dict(sampling_params), future))
+        if self._flush is None or self._flush.done():
+            self._flush = asyncio.create_task(self._generate_pending())
+        return await future
+
+    async def _generate_pending(self) -> None:
+        await asyncio.sleep(BATCH_WINDOW_S)
+        pending, self._pending = self._pending, []
+        groups: dict[tuple, list] = {}
+        for prompt_ids, params, future in pending:
+            kwargs = generation_kwargs(params, self.max_new_tokens(prompt_ids, params))
+            groups.setdefault((tuple(sorted(kwargs.items())), bool(params.get("logprobs"))), []).append(
+                (prompt_ids, kwargs, future)
+            )
+        for (_, logprobs), group in groups.items():
+            try:
+                outputs = self._generate_batch([prompt for prompt, _, _ in group], group[0][1], logprobs)
+            except Exception as error:  # hand the failure to every waiting request instead of hanging them
+                for _, _, future in group:
+                    future.set_exception(error)
+                continue
+            for (_, _, future), output in zip(group, outputs, strict=True):
+                future.set_result(output)
+
+    @torch.no_grad()
+    def _generate_batch(self, prompts: list[list[int]], kwargs: dict, logprobs: bool) -> list[TokenOutput]:
+        width = max(len(prompt) for prompt in prompts)
+        input_ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(prompts), width), dtype=torch.long)
+        for row, prompt in enumerate(prompts):  # left padding: every prompt ends where generation starts
+            input_ids[row, width - len(prompt) :] = torch.tensor(prompt)
+            attention_mask[row, width - len(prompt) :] = 1
+        out = self.model.generate(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            pad_token_id=self.pad_id,
+            eos_token_id=sorted(self.eos_ids),
+            return_dict_in_generate=True,
+            output_logits=logprobs,
+            **kwargs,
+        )
+        new_tokens = out.sequences[:, width:]
+        token_logprobs = None
+        if logprobs:
+            logits = torch.stack(out.logits, dim=1).float()  # [batch, new tokens, vocab], untempered
+            token_logprobs = torch.log_softmax(logits, dim=-1).gather(-1, new_tokens.unsqueeze(-1)).squeeze(-1)
+        results = []
+        for row in range(len(prompts)):
+            tokens = new_tokens[row].tolist()
+            length = next((i + 1 for i, token in enumerate(tokens) if token in self.eos_ids), len(tokens))
+            results.append(
+                TokenOutput(
+                    token_ids=tokens[:length],
+                    log_probs=token_logprobs[row, :length].tolist() if token_logprobs is not None else None,
+                    stop_reason="completed",
+                    extra_fields={"global_steps": self.global_steps},
+                )
+            )
+        return results
+
+    def update_weights(self, state: dict[str, torch.Tensor], global_steps: int | None) -> None:
+        """Load the actor's weights (HF parameter names); a missing or unknown name is an error."""
+        missing, unexpected = self.model.load_state_dict(state, strict=False)
+        tied = (
+            {name for name in missing if name.endswith("lm_head.weight")}
+            if self.model.config.tie_word_embeddings
+            else set()
+        )
+        if set(missing) - tied or unexpected:
+            raise ValueError(
+                f"weights from the actor do not fit the rollout model: missing {missing}, unexpected {unexpected}"
+            )
+        self.global_steps = global_steps
+
+    # verl's replica controls: nothing to free or resume on CPU, nothing in flight to abort.
+    async def wake_up(self):
+        pass
+
+    async def sleep(self):
+        pass
+
+    async def abort_all_requests(self, reject_request: bool = False):
+        pass
+
+    async def resume_generation(self):
+        pass
+
+    async def clear_kv_cache(self):
+        pass
+
+    async def release_kv_cache(self):
+        pass
+
+    async def resume_kv_cache(self):
+        pass
+
+    async def start_profile(self, **kwargs):
+        pass
+
+    async def stop_profile(self):
+        pass
+
+
+class HFCPUReplica(compat.resolve("RolloutReplica")):
+    """A replica made of one :class:`HFCPUServer` actor (tensor parallelism 1)."""
+
+    async def launch_servers(self):
+        if self.world_size != 1:
+            raise ValueError(
+                f"actor_rollout_ref.rollout: tensor/data/pipeline parallel sizes multiply to {self.world_size}; "
+                "the hf_cpu rollout runs one process per replica, set them all to 1"
+            )
+        server = (
+            ray.remote(HFCPUServer)
+            .options(name=server_actor_name(self.replica_rank), num_cpus=0, max_concurrency=self.max_concurrency)
+            .remote(
+                model_path=self.model_config.path,  # verl passes the model section of its config here
+                prompt_length=self.config.prompt_length,
+                response_length=self.config.response_length,
+                seed=self.config.seed if self.config.seed is not None else 0,
+                trust_remote_code=self.model_config.get("trust_remote_code", False),
+            )
+        )
+        await server.wake_up.remote()  # returns once the model is loaded
+        self.servers = [server]
+        self._server_handle = server
+        self._server_address = f"hf-cpu://{server_actor_name(self.replica_rank)}"
+
+
+class HFCPUServerAdapter(compat.resolve("BaseRollout")):
+    """Lives in the actor worker; sends the trained weights to its replica's server."""
+
+    async def resume(self, tags: list[str]):
+        pass
+
+    async def release(self):
+        pass
+
+    async def update_weights(
+        self, weights: Iterable[tuple[str, torch.Tensor]], wire_format: str = "named_tensors", **kwargs
+    ):
+        if wire_format != "named_tensors":
+            raise ValueError(f"hf_cpu rollout receives full named tensors, not wire_format={wire_format!r}")
+        state = {name: tensor.detach().to("cpu", copy=True) for name, tensor in weights}
+        rank = int(os.environ.get("RANK", "0"))
+        if rank % self.replica_world_size() == 0:  # one sender per replica
+            server = ray.get_actor(server_actor_name(rank // self.replica_world_size()))
+            await server.update_weights.remote(state, kwargs.get("global_steps"))
+
+    def replica_world_size(self) -> int:
+        config = self.config
+        return config.tensor_model_parallel_size * config.data_parallel_size * config.pipeline_model_parallel_size
