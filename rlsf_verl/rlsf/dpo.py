@@ -29,7 +29,7 @@ from typing import Any
 from rlsf_verl.io import atomic_dir, atomic_write_json
 from rlsf_verl.models import resolve_model_path
 from rlsf_verl.rlsf.preferences import PreferencePair, pairs_to_dataset, prompt_for_tokenizer
-from rlsf_verl.rlsf.training import check_training_loss, check_training_settings, trainer_arguments
+from rlsf_verl.rlsf.training import check_training_loss, check_training_settings, import_trl, trainer_arguments
 
 CONFIG_FILE = "rlsf_dpo.json"
 
@@ -128,7 +128,9 @@ def train_dpo(
     import torch
     from peft import LoraConfig
     from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
-    from trl import DPOConfig, DPOTrainer
+
+    trl = import_trl("dpo")
+    DPOConfig, DPOTrainer = trl.DPOConfig, trl.DPOTrainer
 
     config = config or DPOTrainingConfig()
     if not pairs:

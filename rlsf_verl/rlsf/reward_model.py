@@ -38,7 +38,7 @@ from typing import Any
 from rlsf_verl.io import atomic_dir, atomic_write_json
 from rlsf_verl.models import resolve_model_path
 from rlsf_verl.rlsf.preferences import PreferencePair, prompt_for_tokenizer, split_pairs
-from rlsf_verl.rlsf.training import check_training_loss, check_training_settings, trainer_arguments
+from rlsf_verl.rlsf.training import check_training_loss, check_training_settings, import_trl, trainer_arguments
 
 CONFIG_FILE = "rlsf_reward_model.json"
 
@@ -265,7 +265,9 @@ def fit_reward_model(
     from datasets import Dataset
     from peft import LoraConfig
     from transformers import set_seed
-    from trl import RewardConfig, RewardTrainer
+
+    trl = import_trl("reward_model")
+    RewardConfig, RewardTrainer = trl.RewardConfig, trl.RewardTrainer
 
     config = config or RewardModelConfig()
     if not pairs:

@@ -51,3 +51,19 @@ def check_training_loss(loss: float, what: str, owner: str) -> None:
     """Raise FloatingPointError naming ``owner.learning_rate`` when training ``what`` diverged."""
     if not math.isfinite(loss):
         raise FloatingPointError(f"{what} training diverged (loss {loss}); lower {owner}.learning_rate")
+
+
+def import_trl(stage: str):
+    """TRL, which the reward-model and DPO stages train with; a clear error where it is not installed.
+
+    >>> import_trl("dpo").__name__
+    'trl'
+    """
+    try:
+        import trl
+    except ModuleNotFoundError:
+        raise ModuleNotFoundError(
+            f"the {stage} stage trains with TRL, which is not installed: pip install 'rlsf-verl[pipeline]' "
+            "(in its own environment: verl 0.9.1 cannot build FSDP models beside trl >= 1.0)"
+        ) from None
+    return trl
