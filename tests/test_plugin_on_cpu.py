@@ -1,5 +1,6 @@
 """The verl plugin: discovered by `import verl`, idempotent, loud on failure, light to import."""
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -69,7 +70,8 @@ def test_workers_told_to_use_our_engine_register_it_on_import_verl(tmp_path):
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["engine"] == "rlsf_verl.engines.fsdp.RLIFFSDPEngine"
-    assert report["engines"] == ["rlsf_verl.engines.fsdp.RLIFFSDPEngine"]
+    megatron = ["rlsf_verl.engines.megatron.RLIFMegatronEngine"] if importlib.util.find_spec("megatron") else []
+    assert report["engines"] == ["rlsf_verl.engines.fsdp.RLIFFSDPEngine", *megatron]
 
 
 def test_broken_registration_is_reported_not_swallowed(tmp_path):
