@@ -73,12 +73,13 @@ def logger() -> logging.Logger:
 def engine_modules() -> tuple[str, ...]:
     """Our engine modules, only in processes told to use them (``VERL_ENGINE_VENDOR=rlsf``): importing
     verl's engine package loads every backend, seconds that every other ``import verl`` is spared."""
-    engines = ()
+    # the CPU platform first: verl's engine modules ask for the platform when imported
+    engines = ("rlsf_verl.cpu.register",) if os.environ.get("VERL_PLATFORM") == "cpu" else ()
     if os.environ.get("VERL_ENGINE_VENDOR") == "rlsf":
         engines = ("rlsf_verl.engines.fsdp",)
         if importlib.util.find_spec("megatron") is not None:  # a namespace package: nothing heavy imported
             engines += ("rlsf_verl.engines.megatron",)
-    return engines + (("rlsf_verl.cpu.register",) if os.environ.get("VERL_PLATFORM") == "cpu" else ())
+    return engines
 
 
 def extra_modules() -> tuple[str, ...]:

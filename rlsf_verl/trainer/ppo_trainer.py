@@ -155,13 +155,13 @@ class RLSFTrainer(compat.resolve("PPOTrainerSync")):
         fields = ["uid", *tensors, *([answers] if answers else [])]
         data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=fields)
         row_lengths = data["rm_scores"].offsets().diff().tolist()
-        uids = [str(uid) for uid in data["uid"].tolist()]
+        uids = [str(uid) for uid in non_tensor_values(data["uid"])]
         preds = None
         if answers == "extra_fields":
-            infos = [(extra or {}).get("reward_extra_info", {}) for extra in data["extra_fields"].tolist()]
+            infos = [(extra or {}).get("reward_extra_info", {}) for extra in non_tensor_values(data["extra_fields"])]
             preds = [info.get("pred") for info in infos]
         elif answers == "pred":
-            preds = list(data["pred"].tolist())
+            preds = non_tensor_values(data["pred"])
         if RLIF_SIGNAL_FIELD in signal_fields:  # our engine's output covers prompt and response tokens
             data[RLIF_SIGNAL_FIELD] = compat.resolve("response_from_nested")(
                 data[RLIF_SIGNAL_FIELD], data["response_mask"]
@@ -181,6 +181,17 @@ class RLSFTrainer(compat.resolve("PPOTrainerSync")):
         fields = compat.resolve("tensordict_utils").get_tensordict({"rm_scores": nested})
         tq.kv_batch_put(keys=batch.keys, partition_id=batch.partition_id, fields=fields)
         metrics.update(new_metrics)
+
+
+def non_tensor_values(field) -> list:
+    """A non-tensor field read from TransferQueue as a plain list: depending on the storage it comes
+    back as a numpy array, a tensordict ``NonTensorStack`` or a ``LinkedList`` (a list without ``tolist``).
+
+    >>> import numpy as np
+    >>> non_tensor_values(np.array(["a", "b"], dtype=object))
+    ['a', 'b']
+    """
+    return field.tolist() if hasattr(field, "tolist") else list(field)
 
 
 class RLSFTaskRunner(compat.resolve("TaskRunnerV1").__ray_actor_class__):
