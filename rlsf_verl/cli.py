@@ -84,16 +84,10 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _cmd_signals(args: argparse.Namespace) -> int:
-    import importlib
-
-    from rlsf_verl.plugin import extra_modules
+    from rlsf_verl.plugin import import_extra_modules
     from rlsf_verl.signals.registry import describe_signals
 
-    for module in [*extra_modules(), *(args.module or [])]:
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as error:
-            raise ValueError(f"module {module!r}: {error}; put its folder on PYTHONPATH") from None
+    import_extra_modules(also=args.module or ())
     rows = describe_signals()
     width = max(len(row["name"]) for row in rows)
     print(f"{'signal':<{width}}  {'reads':<24}  {'mean over':<9}  description")

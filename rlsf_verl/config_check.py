@@ -11,7 +11,6 @@ Any non-null leaf under those three sections is an error here, with the key to s
 
 from __future__ import annotations
 
-import importlib
 import importlib.util
 import os
 from collections.abc import Mapping
@@ -155,10 +154,9 @@ def check_reward_config(config: DictConfig) -> None:
 
 def check_config(config: DictConfig) -> None:
     """Every check rlsf-verl runs on a composed verl config before training starts."""
-    from rlsf_verl.plugin import extra_modules
+    from rlsf_verl.plugin import import_extra_modules
 
-    for module in extra_modules():  # the user's signals and rewards, named in the config
-        importlib.import_module(module)
+    import_extra_modules()  # the user's signals and rewards, named in the config
     check_verl_config(config)
     check_reward_config(config)
     if config.trainer.get("device") == "cpu" and os.environ.get("VERL_PLATFORM") != "cpu":

@@ -22,6 +22,7 @@ import importlib.util
 import logging
 import os
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import resources
 
@@ -76,7 +77,7 @@ def engine_modules() -> tuple[str, ...]:
     # the CPU platform first: verl's engine modules ask for the platform when imported
     engines = ("rlsf_verl.cpu.register",) if os.environ.get("VERL_PLATFORM") == "cpu" else ()
     if os.environ.get("VERL_ENGINE_VENDOR") == "rlsf":
-        engines = ("rlsf_verl.engines.fsdp",)
+        engines += ("rlsf_verl.engines.fsdp",)
         if importlib.util.find_spec("megatron") is not None:  # a namespace package: nothing heavy imported
             engines += ("rlsf_verl.engines.megatron",)
     return engines
@@ -85,6 +86,26 @@ def engine_modules() -> tuple[str, ...]:
 def extra_modules() -> tuple[str, ...]:
     """Module names listed in ``$RLSF_VERL_EXTRA_MODULES`` (comma separated)."""
     return tuple(name.strip() for name in os.environ.get(EXTRA_MODULES_ENV, "").split(",") if name.strip())
+
+
+def import_extra_modules(also: Iterable[str] = ()) -> list[str]:
+    """Import the modules of :func:`extra_modules`, then ``also``; return their names, in that order.
+
+    A module that is not found raises ModuleNotFoundError saying to put its folder on PYTHONPATH; one
+    that is found but fails (a missing import of its own included) raises its own error unchanged.
+
+    >>> import_extra_modules(also=["json"])[-1]
+    'json'
+    """
+    names = list(dict.fromkeys([*extra_modules(), *also]))
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError as error:
+            if name != error.name and not name.startswith(f"{error.name}."):
+                raise
+            raise ModuleNotFoundError(f"module {name!r}: {error}; put its folder on PYTHONPATH", name=name) from None
+    return names
 
 
 def config_overlays() -> tuple[str, ...]:

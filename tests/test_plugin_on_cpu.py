@@ -117,6 +117,33 @@ def test_extra_modules_env_is_split_on_commas(monkeypatch):
     assert plugin.extra_modules() == ("a.b", "c")
 
 
+def test_import_extra_modules_imports_the_listed_modules_then_the_also_modules(monkeypatch, tmp_path):
+    for name in ("plugin_test_listed", "plugin_test_also"):
+        (tmp_path / f"{name}.py").write_text("")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv(plugin.EXTRA_MODULES_ENV, "plugin_test_listed")
+    assert plugin.import_extra_modules(also=["plugin_test_also"]) == ["plugin_test_listed", "plugin_test_also"]
+    assert {"plugin_test_listed", "plugin_test_also"} <= set(sys.modules)
+
+
+def test_import_extra_modules_names_a_missing_module_and_the_pythonpath_fix(monkeypatch):
+    monkeypatch.setenv(plugin.EXTRA_MODULES_ENV, "no_such_user_module")
+    with pytest.raises(ModuleNotFoundError) as raised:
+        plugin.import_extra_modules()
+    assert str(raised.value) == (
+        "module 'no_such_user_module': No module named 'no_such_user_module'; put its folder on PYTHONPATH"
+    )
+
+
+def test_import_extra_modules_leaves_a_missing_import_inside_a_module_as_it_is(monkeypatch, tmp_path):
+    (tmp_path / "plugin_test_needs_missing.py").write_text("import no_such_dependency_of_the_user\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv(plugin.EXTRA_MODULES_ENV, "")
+    with pytest.raises(ModuleNotFoundError) as raised:
+        plugin.import_extra_modules(also=["plugin_test_needs_missing"])
+    assert str(raised.value) == "No module named 'no_such_dependency_of_the_user'"
+
+
 def test_config_overlays_are_the_yaml_files_of_the_config_package(monkeypatch, tmp_path):
     (tmp_path / "rlsf_reward").mkdir()
     (tmp_path / "__pycache__").mkdir()

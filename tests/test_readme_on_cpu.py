@@ -21,6 +21,9 @@ import pytest
 
 import rlsf_verl
 
+sys.path.insert(0, str(Path(__file__).parent))
+from readme_blocks import bash_commands, fenced_blocks  # noqa: E402  (a helper beside this file)
+
 REPO = Path(rlsf_verl.__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text()
 SETUP_COMMANDS = ["bash dev/run_default.sh", "bash dev/test.sh"]
@@ -30,26 +33,11 @@ GSM8K_LINES = [
 ]
 
 
-def fenced_blocks(language: str) -> list[str]:
-    return re.findall(rf"```{language}\n(.*?)```", README, flags=re.S)
-
-
-def bash_commands() -> list[str]:
-    """Every command of every bash block: continuation lines joined, comments dropped."""
-    commands = []
-    for block in fenced_blocks("bash"):
-        for line in block.replace("\\\n", " ").splitlines():
-            command = line.split("  #")[0].split(" # ")[0].strip()
-            if command and not command.startswith("#"):
-                commands.append(re.sub(r"\s+", " ", command))
-    return commands
-
-
-COMMANDS = bash_commands()
+COMMANDS = bash_commands(README)
 
 
 def test_the_first_lines_give_exactly_the_two_set_up_commands():
-    first_block = fenced_blocks("bash")[0]
+    first_block = fenced_blocks(README, "bash")[0]
     assert README.index(first_block) < 400, "the set-up commands must be in the README's first lines"
     assert COMMANDS[:2] == SETUP_COMMANDS
     assert all((REPO / command.split()[1]).is_file() for command in SETUP_COMMANDS)
@@ -139,7 +127,7 @@ def test_the_signal_example_registers_a_signal_that_scores():
 
     from rlsf_verl.signals import TokenInputs, get_signal
 
-    (code,) = [block for block in fenced_blocks("python") if "register_signal" in block]
+    (code,) = [block for block in fenced_blocks(README, "python") if "register_signal" in block]
     exec(compile(code.replace('"mean_token_prob"', '"readme_mean_token_prob"'), "README.md", "exec"), {})
     signal = get_signal("readme_mean_token_prob")
     values = signal.token_values(TokenInputs(logprob=torch.log(torch.tensor([0.5, 0.25]))))

@@ -91,13 +91,10 @@ def named_signal(name: str):
     """The registered signal ``name`` (:class:`rlsf_verl.signals.Signal`), after importing the modules
     named in ``RLSF_VERL_EXTRA_MODULES`` (where users register their own); unknown names raise a
     ValueError naming the ``signal`` field, with "did you mean"."""
-    import importlib
-
-    from rlsf_verl.plugin import extra_modules
+    from rlsf_verl.plugin import import_extra_modules
     from rlsf_verl.signals import get_signal
 
-    for module in extra_modules():
-        importlib.import_module(module)
+    import_extra_modules()
     try:
         return get_signal(name)
     except ValueError as error:

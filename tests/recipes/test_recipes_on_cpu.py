@@ -19,6 +19,9 @@ import rlsf_verl
 from rlsf_verl import compat
 from rlsf_verl.config_check import check_config, find_legacy_keys
 
+sys.path.insert(0, str(Path(__file__).parents[1]))
+from readme_blocks import bash_commands  # noqa: E402  (a helper in tests/)
+
 REPO = Path(__file__).resolve().parents[2]
 RECIPES = REPO / "recipes"
 # cpu_smoke/ trains for real on a CPU in its own venv (tests/e2e_cpu); the others are GPU launches
@@ -219,13 +222,12 @@ def _words(command: str) -> list[str]:
 
 
 def _readme_commands() -> list[tuple[Path, list[str]]]:
-    """``(readme, words)`` for every line of a ```bash block (continuations joined) and every inline
-    code span of a table row that starts with a command."""
+    """``(readme, words)`` for every command of a ```bash block and every inline code span of a table
+    row that starts with a command."""
     commands = []
     for readme in READMES:
         text = readme.read_text(encoding="utf-8")
-        for block in re.findall(r"^```bash\n(.*?)^```", text, flags=re.S | re.M):
-            commands += [(readme, words) for line in block.replace("\\\n", " ").splitlines() if (words := _words(line))]
+        commands += [(readme, words) for command in bash_commands(text) if (words := _words(command))]
         for row in re.findall(r"^\|.*$", text, flags=re.M):
             spans = [_words(span) for span in re.findall(r"`([^`]+)`", row)]
             commands += [(readme, words) for words in spans if words and words[0] in COMMAND_WORDS]
