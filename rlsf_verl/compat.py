@@ -44,6 +44,7 @@ SYMBOLS: dict[str, str] = {
     "ROLLOUT_CLASS_REGISTRY": "verl.workers.rollout.base:_ROLLOUT_REGISTRY",
     "RolloutReplica": "verl.workers.rollout.replica:RolloutReplica",
     "RolloutReplicaRegistry": "verl.workers.rollout.replica:RolloutReplicaRegistry",
+    "RolloutMode": "verl.workers.rollout.replica:RolloutMode",
     "TokenOutput": "verl.workers.rollout.replica:TokenOutput",
     "response_from_nested": "verl.workers.utils.padding:response_from_nested",
     # advantage estimators

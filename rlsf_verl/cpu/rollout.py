@@ -11,6 +11,10 @@ verl's hybrid trainer asks a rollout for three things, each answered here:
 - an adapter living in each actor worker that receives the trained weights after every step
   (:class:`HFCPUServerAdapter`); it forwards them to its replica's server by Ray object store.
 
+A reward-model replica (``reward.reward_model.rollout.name=hf_cpu``; verl builds it with
+``is_reward_model=True``) serves vLLM's ``/classify`` over HTTP instead
+(:class:`rlsf_verl.cpu.reward_server.HFCPURewardServer`), for verl's router and the ``rlsf_rm`` manager.
+
 Log-probs returned with ``logprobs`` are those of the untempered distribution, as vLLM's default.
 """
 
@@ -25,6 +29,7 @@ import ray
 import torch
 
 from rlsf_verl import compat
+from rlsf_verl.cpu.reward_server import HFCPURewardServer
 
 TokenOutput = compat.resolve("TokenOutput")
 
@@ -149,7 +154,8 @@ class HFCPUServer:
         return results
 
     def update_weights(self, state: dict[str, torch.Tensor], global_steps: int | None) -> None:
-        """Load the actor's weights (HF parameter names); a missing or unknown name is an error."""
+        """Load the actor's weights (HF parameter names); a missing or unknown name is an error.
+        ``global_steps=None`` (verl's re-sync after a colocated reward model) keeps the step, as vLLM does."""
         missing, unexpected = self.model.load_state_dict(state, strict=False)
         tied = (
             {name for name in missing if name.endswith("lm_head.weight")}
@@ -160,7 +166,8 @@ class HFCPUServer:
             raise ValueError(
                 f"weights from the actor do not fit the rollout model: missing {missing}, unexpected {unexpected}"
             )
-        self.global_steps = global_steps
+        if global_steps is not None:
+            self.global_steps = global_steps
 
     # verl's replica controls: nothing to free or resume on CPU, nothing in flight to abort.
     async def wake_up(self):
@@ -192,14 +199,38 @@ class HFCPUServer:
 
 
 class HFCPUReplica(compat.resolve("RolloutReplica")):
-    """A replica made of one :class:`HFCPUServer` actor (tensor parallelism 1)."""
+    """A replica made of one server actor (tensor parallelism 1): :class:`HFCPUServer` for the policy,
+    :class:`~rlsf_verl.cpu.reward_server.HFCPURewardServer` for a reward model.
+
+    A reward model never receives weights, so its replica starts no worker group: verl's colocated
+    and standalone set-ups start one ``CheckpointEngineWorker`` process per replica (it runs on CPU),
+    whose only job is to receive weight updates; for an RM it would idle, holding a verl import's
+    memory and a share of a logical GPU slot.
+    """
+
+    async def init_colocated(self, resource_pool):
+        if not self.is_reward_model:
+            return await super().init_colocated(resource_pool)
+        self.rollout_mode = compat.resolve("RolloutMode").COLOCATED
+        self.resource_pool = resource_pool
+        await self.launch_servers()
+
+    async def init_standalone(self):
+        if not self.is_reward_model:
+            return await super().init_standalone()
+        self.rollout_mode = compat.resolve("RolloutMode").STANDALONE
+        await self.launch_servers()
 
     async def launch_servers(self):
         if self.world_size != 1:
+            section = "reward.reward_model.rollout" if self.is_reward_model else "actor_rollout_ref.rollout"
             raise ValueError(
-                f"actor_rollout_ref.rollout: tensor/data/pipeline parallel sizes multiply to {self.world_size}; "
+                f"{section}: tensor/data/pipeline parallel sizes multiply to {self.world_size}; "
                 "the hf_cpu rollout runs one process per replica, set them all to 1"
             )
+        if self.is_reward_model:
+            await self._launch_reward_server()
+            return
         server = (
             ray.remote(HFCPUServer)
             .options(name=server_actor_name(self.replica_rank), num_cpus=0, max_concurrency=self.max_concurrency)
@@ -215,6 +246,21 @@ class HFCPUReplica(compat.resolve("RolloutReplica")):
         self.servers = [server]
         self._server_handle = server
         self._server_address = f"hf-cpu://{server_actor_name(self.replica_rank)}"
+
+    async def _launch_reward_server(self):
+        server = (
+            ray.remote(HFCPURewardServer)
+            .options(num_cpus=0)
+            .remote(
+                model_path=self.model_config.path,
+                max_model_len=self.config.max_model_len,
+                max_batch_tokens=self.config.max_num_batched_tokens,
+                trust_remote_code=self.model_config.get("trust_remote_code", False),
+            )
+        )
+        self._server_address = await server.start.remote()  # "ip:port" on the actor's node
+        self.servers = [server]
+        self._server_handle = server
 
 
 class HFCPUServerAdapter(compat.resolve("BaseRollout")):

@@ -136,8 +136,13 @@ def test_updated_weights_change_what_the_rollout_generates(server, tiny_lm, tmp_
         server.update_weights(other.model.state_dict(), global_steps=3)
         assert generate(server, prompt)[0].token_ids == generate(other, prompt)[0].token_ids != before
         assert generate(server, prompt)[0].extra_fields["global_steps"] == 3
+        # verl re-syncs without a step after scoring validation with a colocated reward model
+        # (trainer_base.py:1084); the rollout keeps its step then, as vLLM's does
+        server.update_weights(other.model.state_dict(), global_steps=None)
+        assert generate(server, prompt)[0].extra_fields["global_steps"] == 3
     finally:
         server.update_weights(original, global_steps=None)
+        server.global_steps = None
     with pytest.raises(ValueError, match="unexpected"):
         server.update_weights({"not.a.weight": torch.zeros(1)}, global_steps=None)
 
