@@ -34,7 +34,7 @@ def scaled_signal(logits: torch.Tensor, temperature: torch.Tensor, signal: Signa
 
 
 @compat.resolve("EngineRegistry").register(
-    model_type="language_model", backend=["fsdp", "fsdp2"], device=["cuda", "npu", "cpu"], vendor=ENGINE_VENDOR
+    model_type="language_model", backend=["fsdp", "fsdp2"], device=["cuda", "npu"], vendor=ENGINE_VENDOR
 )
 class RLIFFSDPEngine(compat.resolve("FSDPEngineWithLMHead")):
     """``FSDPEngineWithLMHead`` whose actor pass also returns the per-token RLIF signal."""

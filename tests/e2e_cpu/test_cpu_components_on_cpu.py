@@ -31,12 +31,18 @@ from verl.workers.rollout.base import get_rollout_class
 from verl.workers.rollout.replica import get_rollout_replica_class
 from rlsf_verl.cpu.workers import init_gloo_process_group
 
+def engines():
+    return [EngineRegistry.get_engine_cls(kind, "fsdp2").__name__ for kind in ("language_model", "value_model")]
+
 report = {
     "device": [get_device_name(), get_nccl_backend(), str(get_device_id())],
-    "engines": [EngineRegistry.get_engine_cls(kind, "fsdp2").__name__ for kind in ("language_model", "value_model")],
+    "engines": engines(),
     "rollout": [get_rollout_replica_class("hf_cpu").__name__, get_rollout_class("hf_cpu").__name__],
     "verl_memory_calls": [get_torch_device().memory_reserved(), get_torch_device().max_memory_allocated()],
 }
+os.environ["VERL_ENGINE_VENDOR"] = "rlsf"
+report["vendor_engines"] = engines()
+del os.environ["VERL_ENGINE_VENDOR"]
 try:
     initialize_global_process_group_ray()
     report["verl_group"] = "ok"
@@ -81,7 +87,8 @@ def generate(server: HFCPUServer, prompts: list[list[int]], **sampling) -> list:
 
 def test_verl_selects_the_cpu_platform_engines_and_rollout_with_verl_platform_cpu(cpu_process):
     assert cpu_process["device"] == ["cpu", "gloo", "cpu"]
-    assert cpu_process["engines"] == ["FSDPEngineWithLMHead", "FSDPEngineWithValueHead"]
+    assert cpu_process["engines"] == ["CPUEngineWithLMHead", "CPUValueEngine"]
+    assert cpu_process["vendor_engines"] == ["CPURLIFEngine", "CPUValueEngine"]  # RLIF: our actor, verl's critic
     assert cpu_process["rollout"] == ["HFCPUReplica", "HFCPUServerAdapter"]
 
 
@@ -147,6 +154,17 @@ def test_updated_weights_change_what_the_rollout_generates(server, tiny_lm, tmp_
         server.update_weights({"not.a.weight": torch.zeros(1)}, global_steps=None)
 
 
+def test_the_cpu_critic_builds_its_value_model_as_the_families_token_classifier():
+    from transformers import GPT2Config, LlamaConfig, Qwen2Config
+
+    from rlsf_verl.cpu.engines import token_classification_architecture
+
+    assert token_classification_architecture(LlamaConfig()) == "LlamaForTokenClassification"
+    assert token_classification_architecture(Qwen2Config()) == "Qwen2ForTokenClassification"
+    with pytest.raises(ValueError, match="critic.model.path: transformers has no token-classification model"):
+        token_classification_architecture(type("OtherConfig", (GPT2Config,), {})())
+
+
 def test_cpu_workers_start_a_gloo_group_that_verl_then_reuses(cpu_process):
     assert cpu_process["our_group"] == ["gloo", 1]
 
@@ -155,12 +173,35 @@ def test_cpu_workers_start_a_gloo_group_that_verl_then_reuses(cpu_process):
 # workaround named in its docstring can go.
 
 
+def verl_source(relative_path: str) -> str:
+    return (Path(__import__("verl").__file__).parent / relative_path).read_text()
+
+
 def test_verl_builds_an_invalid_backend_string_on_cpu(cpu_process):
     """Worked around by rlsf_verl.cpu.workers (gloo group created first)."""
     assert cpu_process["verl_group"] == "Duplicate device type cpu"
 
 
+def test_verl_loads_every_critic_with_flash_attention_2():
+    """Worked around by rlsf_verl.cpu.engines.CPUValueEngine: no flash-attn on CPU, and verl's fallback
+    is the trl class trl 1.x dropped."""
+    source = verl_source("utils/model.py")
+    loader = source[source.index("def load_valuehead_model") :]
+    assert 'attn_implementation="flash_attention_2"' in loader[: loader.index("except")]
+
+
 def test_verl_counts_only_gpu_or_npu_resources_before_placing_workers():
     """Why PlatformCPU uses Ray's logical GPU resource rather than a custom one."""
-    source = (Path(__import__("verl").__file__).parent / "single_controller/ray/base.py").read_text()
+    source = verl_source("single_controller/ray/base.py")
     assert 'node_info.get("GPU", 0) if "GPU" in node_info else node_info.get("NPU", 0)' in source
+
+
+# verl 0.9.1 code that blocks parts of the trainer on CPU (recipes/cpu_smoke/README.md): each test fails
+# once verl changes, and then that part can join the CPU e2e.
+
+
+def test_verl_pins_memory_for_every_forward_only_fsdp2_module():
+    """Blocks the reference model (KL) on CPU: pinning needs an accelerator
+    ("Cannot access accelerator device when none is available")."""
+    source = verl_source("workers/engine/fsdp/transformer_impl.py")
+    assert "offload_policy = CPUOffloadPolicy(pin_memory=True)" in source
