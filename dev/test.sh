@@ -4,6 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash dev/setup_venv.sh
 bash dev/setup_vllm_venv.sh  # a real vLLM (CPU) for the server tests, in its own venv
+bash recipes/cpu_smoke/setup_venv.sh > /dev/null  # verl without trl, for verl's trainer on CPU (tests/e2e_cpu)
 # Debian's Chromium opens the compare report's HTML in a test (a no-op when it is installed)
 command -v chromium > /dev/null || { apt-get update -qq && apt-get install -y -qq chromium > /dev/null; }
 # Subprocess tests re-import transformers/verl; let Python keep bytecode so only the first compiles.

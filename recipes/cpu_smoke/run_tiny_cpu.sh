@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # verl's trainer on a CPU-only machine, through rlsf-verl: a tiny random model and reward model, built-in
 # arithmetic prompts, 2 steps with validation before and after, a checkpoint. The settings every
-# cpu_smoke run shares; run_tiny_{grpo,rlif,ppo_rm}_cpu.sh add the algorithm and the reward, and any
-# verl or rlsf-verl override can be appended. See README.md (what blocks, what to install).
+# cpu_smoke run shares; run_tiny_{grpo,rlif,ppo_rm}_cpu.sh add the algorithm, the reward and the KL
+# term, and any verl or rlsf-verl override can be appended. See README.md (what blocks, what to install).
 set -xeuo pipefail
 
 # ---- settings: each can be set from the environment ----
@@ -37,13 +37,14 @@ mkdir -p "$OUTPUT_DIR" && cd "$OUTPUT_DIR"       # Hydra writes outputs/ in the 
     actor_rollout_ref.model.enable_gradient_checkpointing=False \
     +actor_rollout_ref.model.override_config.attn_implementation=sdpa \
     actor_rollout_ref.actor.strategy=fsdp2 \
-    actor_rollout_ref.actor.fsdp_config.dtype=float32 \
+    +actor_rollout_ref.actor.fsdp_config.mixed_precision.param_dtype=fp32 \
     actor_rollout_ref.actor.use_torch_compile=False \
-    actor_rollout_ref.actor.use_kl_loss=False \
     actor_rollout_ref.actor.optim.lr="$LR" \
     actor_rollout_ref.actor.ppo_mini_batch_size="$TRAIN_BATCH_SIZE" \
     actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=8 \
     actor_rollout_ref.ref.use_torch_compile=False \
+    +actor_rollout_ref.ref.fsdp_config.mixed_precision.param_dtype=fp32 \
+    actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu=8 \
     actor_rollout_ref.rollout.name=hf_cpu \
     actor_rollout_ref.rollout.tensor_model_parallel_size=1 \
     actor_rollout_ref.rollout.n="$ROLLOUT_N" \

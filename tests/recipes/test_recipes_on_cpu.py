@@ -214,8 +214,11 @@ COMMAND_WORDS = ("bash", "rlsf-verl", "python3", "python")
 
 
 def _words(command: str) -> list[str]:
-    """The shell words of ``command`` without comments and leading ``NAME=value`` assignments."""
+    """The shell words of ``command`` without comments and leading ``NAME=value`` assignments; none
+    for an ``export`` of settings."""
     words = shlex.split(command, comments=True)
+    if words[:1] == ["export"]:
+        return []
     while words and re.fullmatch(r"[A-Z_][A-Z0-9_]*=.*", words[0]):
         words.pop(0)
     return words
