@@ -108,6 +108,10 @@ def metric_lines(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def validation_rows(run: Path, step: int) -> list[dict]:
+    return [json.loads(line) for line in (run / "validation" / f"{step}.jsonl").read_text().splitlines()]
+
+
 def training_steps(path: Path) -> list[dict]:
     """The metric lines of training steps (validation-only lines have no policy loss)."""
     return [line for line in metric_lines(path) if "actor/pg_loss" in line["data"]]
@@ -136,7 +140,7 @@ def test_grpo_validates_before_and_after_training(grpo_run):
     assert validated == [0, 2]
     dumps = sorted(path.name for path in (grpo_run / "validation").glob("*.jsonl"))
     assert dumps == ["0.jsonl", "2.jsonl"]
-    row = json.loads((grpo_run / "validation" / "2.jsonl").read_text().splitlines()[0])
+    row = validation_rows(grpo_run, 2)[0]
     assert {"input", "output", "gts", "score", "step", "rlvr_math/score", "format/score", "length/score"} <= set(row)
 
 
@@ -156,12 +160,10 @@ def test_rlif_rewards_each_step_with_the_policys_self_certainty(rlif_run):
 
 
 def test_swapping_the_reward_on_the_command_line_changes_what_is_optimised(grpo_run, rlif_run):
-    # same model, data and seed: the greedy validation before training answers the same ...
-    outputs = [
-        [json.loads(row)["output"] for row in (run / "validation" / "0.jsonl").read_text().splitlines()]
-        for run in (grpo_run, rlif_run)
-    ]
-    assert outputs[0] == outputs[1]
+    # same model, data and seed: the greedy validation before training answers the same (the dump's
+    # rows are in completion order) ...
+    answers = [{row["input"]: row["output"] for row in validation_rows(run, 0)} for run in (grpo_run, rlif_run)]
+    assert answers[0] == answers[1] and len(answers[0]) == 8
     # ... but the first step's reward is the verifiable one in one run and self-certainty in the other
     rlvr, rlif = (training_steps(run / "metrics.jsonl")[0]["data"] for run in (grpo_run, rlif_run))
     assert not any(name.startswith("rlif/") for name in rlvr)
@@ -186,6 +188,6 @@ def test_ppo_with_a_critic_and_an_rlsf_reward_model_served_by_verl_trains_two_st
     lines = assert_trained(ppo_rm_run / "metrics.jsonl", [1, 2], extra=(*critic, "actor/reward_kl_penalty"))
     # the random RM's raw logits: real-valued scores, not the 0/1 of a verifiable reward
     assert any(line["data"]["critic/score/min"] < 0 for line in lines)
-    row = json.loads((ppo_rm_run / "validation" / "2.jsonl").read_text().splitlines()[0])
+    row = validation_rows(ppo_rm_run, 2)[0]
     assert math.isfinite(row["score"])
     assert any((ppo_rm_run / "checkpoints" / "global_step_2" / "critic").iterdir())
