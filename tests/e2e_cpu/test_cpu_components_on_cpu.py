@@ -52,6 +52,17 @@ init_gloo_process_group()
 init_gloo_process_group()
 initialize_global_process_group_ray()
 report["our_group"] = [dist.get_backend(), dist.get_world_size()]
+
+# verl patches every model its FSDP engines build; this venv has trl 1.x (the RM/DPO stages need it)
+from transformers import LlamaConfig, LlamaForCausalLM
+from verl.models.transformers.monkey_patch import apply_monkey_patch
+tiny = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                   num_attention_heads=2, num_key_value_heads=2)
+try:
+    apply_monkey_patch(model=LlamaForCausalLM(tiny), use_remove_padding=False)
+    report["model_patch_beside_trl"] = "ok"
+except ImportError as error:
+    report["model_patch_beside_trl"] = str(error).split(" (")[0]
 print(json.dumps(report))
 """
 
@@ -190,18 +201,23 @@ def test_verl_loads_every_critic_with_flash_attention_2():
     assert 'attn_implementation="flash_attention_2"' in loader[: loader.index("except")]
 
 
+def test_verl_pins_memory_for_every_forward_only_fsdp2_module():
+    """Worked around by rlsf_verl.cpu.engines.CPUFSDPBuild: pinning needs an accelerator ("Cannot access
+    accelerator device when none is available"), and the reference model is forward-only."""
+    source = verl_source("workers/engine/fsdp/transformer_impl.py")
+    assert "offload_policy = CPUOffloadPolicy(pin_memory=True)" in source
+
+
 def test_verl_counts_only_gpu_or_npu_resources_before_placing_workers():
     """Why PlatformCPU uses Ray's logical GPU resource rather than a custom one."""
     source = verl_source("single_controller/ray/base.py")
     assert 'node_info.get("GPU", 0) if "GPU" in node_info else node_info.get("NPU", 0)' in source
 
 
-# verl 0.9.1 code that blocks parts of the trainer on CPU (recipes/cpu_smoke/README.md): each test fails
-# once verl changes, and then that part can join the CPU e2e.
+# verl 0.9.1 code that blocks: the test fails once verl changes, and then the trl-free venv can go.
 
 
-def test_verl_pins_memory_for_every_forward_only_fsdp2_module():
-    """Blocks the reference model (KL) on CPU: pinning needs an accelerator
-    ("Cannot access accelerator device when none is available")."""
-    source = verl_source("workers/engine/fsdp/transformer_impl.py")
-    assert "offload_policy = CPUOffloadPolicy(pin_memory=True)" in source
+def test_verl_cannot_patch_a_model_where_trl_1_is_installed(cpu_process):
+    """verl/models/transformers/monkey_patch.py:352-356 imports trl's AutoModelForCausalLMWithValueHead,
+    which trl 1.x dropped: every FSDP model build fails, on GPU too. The reason for .venv-cpu-e2e."""
+    assert cpu_process["model_patch_beside_trl"] == "cannot import name 'AutoModelForCausalLMWithValueHead' from 'trl'"
