@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import math
 import shutil
@@ -7,7 +8,8 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from rlsf_verl.rlsf.dpo import CONFIG_FILE, DPOTrainingConfig, train_dpo
-from rlsf_verl.rlsf.preferences import PreferencePair
+from rlsf_verl.rlsf.preferences import PreferencePair, prompt_for_tokenizer
+from rlsf_verl.signals.entropy import token_logprobs
 
 # A tiny model gains nothing from threads, and on a shared 2-core runner they oversubscribe.
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -45,6 +47,30 @@ def lora_run(base, tmp_path_factory):
     return train_dpo(pairs(), base, out, FAST), out
 
 
+def swapped(pairs_: list[PreferencePair]) -> list[PreferencePair]:
+    return [dataclasses.replace(pair, chosen=pair.rejected, rejected=pair.chosen) for pair in pairs_]
+
+
+def response_logprob(model, tokenizer, prompt: str, response: str) -> float:
+    """log p(response + EOS | prompt) under ``model``, tokenised as TRL's DPO tokenises a pair."""
+    prompt_ids = tokenizer(prompt_for_tokenizer(prompt, tokenizer))["input_ids"]
+    response_ids = tokenizer(response + tokenizer.eos_token, add_special_tokens=False)["input_ids"]
+    ids = torch.tensor([prompt_ids + response_ids])
+    with torch.no_grad():
+        logits = model(ids).logits[:, :-1]
+    return token_logprobs(logits, ids[:, 1:])[0, len(prompt_ids) - 1 :].sum().item()
+
+
+def mean_margin(model_dir, pairs_: list[PreferencePair]) -> float:
+    """The policy's mean log-prob margin log p(chosen) - log p(rejected) over ``pairs_``; DPO raises it."""
+    model, tokenizer = AutoModelForCausalLM.from_pretrained(model_dir), AutoTokenizer.from_pretrained(model_dir)
+    return sum(
+        response_logprob(model, tokenizer, pair.prompt, pair.chosen)
+        - response_logprob(model, tokenizer, pair.prompt, pair.rejected)
+        for pair in pairs_
+    ) / len(pairs_)
+
+
 def test_config_defaults_are_the_papers_beta_and_learning_rate_with_lora_r8():
     config = DPOTrainingConfig()
     assert (config.beta, config.learning_rate, config.use_lora, config.lora_r) == (0.2, 1e-6, True, 8)
@@ -61,6 +87,18 @@ def test_dpo_trains_the_requested_steps_on_all_pairs(lora_run):
     assert (result.n_train, result.n_steps) == (6, 2)
     # The first step starts at log 2 (policy == reference); two steps cannot be far from it.
     assert math.isfinite(result.train_loss) and abs(result.train_loss - math.log(2)) < 0.5
+
+
+def test_dpo_raises_the_policys_margin_of_chosen_over_rejected(lora_run, base):
+    _, out = lora_run
+    assert mean_margin(out, pairs()) > mean_margin(base, pairs()) + 1.0
+
+
+def test_dpo_on_swapped_pairs_lowers_that_margin(base, tmp_path):
+    """The same run with chosen and rejected swapped moves the policy the other way: DPO follows the
+    pairs' order, not a preference of the model's own (the tiny model already prefers one side)."""
+    train_dpo(swapped(pairs()), base, tmp_path / "policy", FAST)
+    assert mean_margin(tmp_path / "policy", pairs()) < mean_margin(base, pairs()) - 1.0
 
 
 def test_saved_policy_is_a_plain_causal_lm_with_its_tokenizer(lora_run):
