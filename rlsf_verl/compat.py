@@ -95,11 +95,6 @@ def resolve(name: str) -> Any:
         ) from err
 
 
-def resolve_all() -> dict[str, Any]:
-    """Resolve every symbol; the first that fails raises :class:`VerlCompatError`."""
-    return {name: resolve(name) for name in SYMBOLS}
-
-
 def check_verl_version() -> None:
     """Raise :class:`VerlCompatError` unless the installed verl is the pinned release."""
     installed = installed_verl_version()

@@ -274,7 +274,7 @@ def test_dry_run_shows_the_custom_signal_selected_and_passes_rlsf_verls_check(ru
     assert re.search(r"registered with verl .*extra modules custom_signal", stdout)  # the plugin imported it
     config = OmegaConf.load(folder / re.search(r"^composed config of .*: (.+)$", stdout, re.M)[1])
     assert config.reward.self_confidence.signal == "mean_token_prob"
-    # what `python -m rlsf_verl.main_ppo` checks before Ray starts (--cfg job skips it), with the
+    # what `python -m rlsf_verl.main_ppo` checks before Ray starts (the dry run passed it too), with the
     # environment the dry run had
     monkeypatch.setenv("RLSF_VERL_EXTRA_MODULES", "custom_signal")
     monkeypatch.syspath_prepend(str(EXAMPLES))

@@ -161,7 +161,7 @@ def test_script_takes_model_data_and_output_paths_from_the_environment(dry_runs,
 def test_script_sets_no_legacy_key_and_passes_rlsf_verl_and_verl_checks(dry_runs, script):
     config = dry_runs[script]
     assert find_legacy_keys(config) == []
-    check_config(config)  # what `python -m rlsf_verl.main_ppo` runs before Ray; --cfg job skips it
+    check_config(config)  # the check the dry run already passed, run again on the parsed config
     compat.resolve("validate_config")(  # verl's own checks: batch arithmetic, config dataclasses
         config=config,
         use_reference_policy=compat.resolve("need_reference_policy")(config),
