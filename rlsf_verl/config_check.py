@@ -11,10 +11,8 @@ Any non-null leaf under those three sections is an error here, with the key to s
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -227,24 +225,6 @@ def _check_engine_signal(config: DictConfig, rlif) -> None:
             "actor_rollout_ref.model.use_fused_kernels=True: fused kernels never build the logits that "
             f"rlsf.rlif.signal={rlif.signal} needs; set it to False"
         )
-
-
-def verl_trainer_config_dir() -> Path:
-    """The folder of the installed verl's Hydra trainer configs (``ppo_trainer.yaml``).
-
-    Found without importing verl (``import verl`` pulls in torch and its plugins, ~20 s): only the
-    top-level package is located, the rest of the path comes from the compat table.
-    """
-    module_name = compat.SYMBOLS["trainer_config_file"].partition(":")[0]
-    top, *rest = module_name.split(".")
-    spec = importlib.util.find_spec(top)
-    folder = Path(spec.submodule_search_locations[0], *rest) if spec and spec.submodule_search_locations else None
-    if folder is None or not (folder / "ppo_trainer.yaml").is_file():
-        raise compat.VerlCompatError(
-            f"verl's trainer config folder ({module_name}) with ppo_trainer.yaml not found; rlsf-verl is built "
-            f"for verl=={compat.PINNED_VERL_VERSION}, installed: {compat.installed_verl_version()}"
-        )
-    return folder
 
 
 def _has_key(config: Mapping, dotted_key: str) -> bool:
