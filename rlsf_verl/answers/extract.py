@@ -15,7 +15,7 @@ for ``\boxed{}`` and ``$...$`` it covers the content, trimmed of surrounding spa
 Choice answers (``kind="choice"``), each tier beats the next and within a tier the last one wins:
 
 1. ``boxed``: ``\boxed{B}``, ``\boxed{\text{(B) bank}}``;
-2. ``answer_is``: "the answer is (B)", "Answer: c", "the correct option is B";
+2. ``answer_is``: "the answer is (B)", "Answer: c", "the correct option is B", "I choose B";
 3. ``choice``: a line holding only a letter ("B", "**(B)**");
 4. ``choice``: "option B", "(B)", "B)", "B." — except labels of a listing of the options.
 
@@ -139,13 +139,16 @@ def _boxed_contents(text: str) -> list[tuple[int, int]]:
 # ---------------------------------------------------------------------------------------------
 # math rules
 
-_ANSWER_CUE_RE = re.compile(
-    r"\b(?:final\s+answer|answer)\s*(?:is|would\s+be|should\s+be|will\s+be|:|=)", re.IGNORECASE
-)
+_ANSWER_CUE_RE = re.compile(r"\b(?:final\s+answer|answer)\s*(?:is|would\s+be|should\s+be|will\s+be|:|=)", re.IGNORECASE)
 _CUE_FILLER_RE = re.compile(r"[\s*_:]*")
-_SENTENCE_END_RE = re.compile(r"[.!?](?:\s|$)")
 _OPEN_MATH_RE = re.compile(r"\$\$|\$|\\\(|\\\[")
 _CLOSE_MATH = {"$$": "$$", "$": "$", "\\(": "\\)", "\\[": "\\]"}
+_COMMAND_RE = re.compile(r"\\(?:[A-Za-z]+|.)", re.DOTALL)
+# A word of prose (two letters or more, not a LaTeX command) ends a bare answer: "12 apples",
+# "\frac{1}{2} of the pie", "18 because ...". Single letters are variables ("2\pi r", "x = 2, y = 3").
+_PROSE_WORD_RE = re.compile(r"[A-Za-z]{2,}(?![A-Za-z{])")
+_PROSE_AFTER_RE = re.compile(r"[ \t]*" + _PROSE_WORD_RE.pattern)
+_TRAILING_MARKUP = "*_ \t"
 
 
 def _first_number(text: str, start: int, end: int, source: str) -> Answer | None:
@@ -154,9 +157,115 @@ def _first_number(text: str, start: int, end: int, source: str) -> Answer | None
     return None
 
 
+def _bare_end(text: str, pos: int, stop: int) -> int:
+    r"""End of a LaTeX answer written without ``$`` that starts at ``pos``: the first newline,
+    sentence end ("." "!" "?" ";" before a space or the end; a decimal point has a digit after it),
+    comma or space before a word of prose (", so ...", " cm"), " (" remark, or closing ``$``,
+    outside braces, brackets and ``\begin{...}`` environments. A currency "$" may open it."""
+    depth = environments = 0
+    i = pos + 1 if text.startswith("$", pos) else pos
+    while i < stop:
+        char = text[i]
+        if char == "\\":
+            command = _COMMAND_RE.match(text, i)
+            name = command.group()
+            environments += (name == "\\begin") - (name == "\\end" and environments > 0)
+            i = command.end()
+            continue
+        if char in "{([":
+            if char == "(" and depth == 0 and i > pos and text[i - 1].isspace():
+                break  # "42 (the number of apples)": a remark, not part of the answer
+            depth += 1
+        elif char in "})]":
+            if depth == 0:
+                break  # closes a bracket opened before the answer: "(so the answer is 5)"
+            depth -= 1
+        elif depth == 0 and environments == 0:
+            after = text[i + 1] if i + 1 < stop else " "
+            if char in "\n$" or (char in ".!?;" and (after.isspace() or after in "*_\"')")):
+                break
+            if char in ", \t" and _PROSE_AFTER_RE.match(text, i + 1):
+                break
+        i += 1
+    return i
+
+
+def _bare_answer(text: str, pos: int, stop: int, source: str) -> Answer | None:
+    r"""The answer written without ``$`` at ``pos``: a number, a LaTeX expression, or a number
+    spelled out in words ("twelve"). A calculation gives its result ("12 + 24 = 36" -> 36).
+    None when what follows is prose ("The answer is clear.")."""
+    spelled = _spelled_number(text, pos, stop)
+    if spelled:
+        return Answer(spelled[0], spelled[1], spelled[2], source)
+    end = _bare_end(text, pos, stop)
+    while end > pos and text[end - 1] in _TRAILING_MARKUP + ",:":
+        end -= 1
+    start = pos
+    equals = _top_level_equals(text, start, end)
+    if equals is not None:
+        start = equals + 1
+    start, end = _trimmed(text, start, end)
+    content = text[start:end]
+    if not content or not _looks_like_math(content) or _PROSE_WORD_RE.match(content):
+        return None
+    value = normalize_expression(content)
+    return Answer(value, start, end, source) if value else None
+
+
+def _top_level_equals(text: str, start: int, end: int) -> int | None:
+    """Offset of the last "=" outside braces in ``text[start:end]`` (or None)."""
+    depth, last = 0, None
+    for i in range(start, end):
+        char = text[i]
+        if char in "{([":
+            depth += 1
+        elif char in "})]":
+            depth -= 1
+        elif char == "=" and depth == 0 and text[i - 1] not in "<>!\\":
+            last = i
+    return last
+
+
+_SMALL_NUMBERS = (
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
+    "sixteen seventeen eighteen nineteen"
+).split()
+_TENS = {"twenty": 20, "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70, "eighty": 80, "ninety": 90}
+_SCALES = {"hundred": 100, "thousand": 1000, "million": 10**6}
+_NUMBER_WORD = "|".join(sorted([*_SMALL_NUMBERS, *_TENS, *_SCALES], key=len, reverse=True))
+_SPELLED_RE = re.compile(
+    rf"(?:minus\s+|negative\s+)?(?:{_NUMBER_WORD})(?:(?:\s+and\s+|[\s-]+)(?:{_NUMBER_WORD}))*\b", re.IGNORECASE
+)
+# A spelled number is the answer only when nothing but punctuation follows it: "The answer is
+# twelve." is 12, "The answer is one of the two" is no answer.
+_SPELLED_END_RE = re.compile(r"[*_]*(?:[.!?,;)]|[ \t]*$)", re.MULTILINE)
+
+
+def _spelled_number(text: str, pos: int, stop: int) -> tuple[str, int, int] | None:
+    match = _SPELLED_RE.match(text, pos, stop)
+    if match is None or not _SPELLED_END_RE.match(text, match.end()):
+        return None
+    words = re.findall(r"[a-z]+", match.group().lower())
+    sign = -1 if words[0] in ("minus", "negative") else 1
+    total = current = 0
+    for word in words:
+        if word in _TENS:
+            current += _TENS[word]
+        elif word in _SCALES:
+            if word == "hundred":
+                current = max(current, 1) * 100
+            else:
+                total, current = total + max(current, 1) * _SCALES[word], 0
+        elif word in _SMALL_NUMBERS:
+            current += _SMALL_NUMBERS.index(word)
+    return str(sign * (total + current)), match.start(), match.end()
+
+
 def _gsm8k(text: str) -> Answer | None:
     for marker in reversed(list(re.finditer("####", text))):
-        answer = _first_number(text, marker.end(), _line_end(text, marker.end()), "gsm8k")
+        pos = _CUE_FILLER_RE.match(text, marker.end()).end()
+        answer = _bare_answer(text, pos, _line_end(text, pos), "gsm8k")
+        answer = answer or _first_number(text, marker.end(), _line_end(text, marker.end()), "gsm8k")
         if answer:
             return answer
     return None
@@ -171,12 +280,16 @@ def _boxed_math(text: str) -> Answer | None:
 
 
 def _is_bare_answer(line: str) -> bool:
+    """Whether a whole line is just an answer ("**42**", "$x = 5$."), not a line of working."""
     stripped = line.strip().strip("*_").strip()
-    return normalize_number(stripped) is not None or _OPEN_MATH_RE.match(stripped) is not None
+    answer = _bare_answer(stripped, 0, len(stripped), "")
+    if answer is not None and not stripped[answer.end :].strip(" .*_"):
+        return True
+    return _OPEN_MATH_RE.match(stripped) is not None
 
 
 def _looks_like_math(content: str) -> bool:
-    return normalize_number(content) is not None or any(char in content for char in "\\^{_")
+    return normalize_number(content) is not None or any(char.isdigit() or char in "\\^{_" for char in content)
 
 
 def _formula_after(text: str, pos: int, line_end: int) -> Answer | None:
@@ -189,8 +302,12 @@ def _formula_after(text: str, pos: int, line_end: int) -> Answer | None:
     close = text.find(closing, opening.end(), search_end)
     if close < 0 or not _looks_like_math(text[opening.end() : close]):
         return None
-    value = normalize_expression(text[opening.end() : close])
-    return Answer(value, *_trimmed(text, opening.end(), close), "answer_is") if value else None
+    inner_start, inner_end = _trimmed(text, opening.end(), close)
+    equals = _top_level_equals(text, inner_start, inner_end)
+    if equals is not None:  # "$x = 5$" states 5
+        inner_start, inner_end = _trimmed(text, equals + 1, inner_end)
+    value = normalize_expression(text[inner_start:inner_end])
+    return Answer(value, inner_start, inner_end, "answer_is") if value else None
 
 
 def _answer_is_math(text: str) -> Answer | None:
@@ -201,19 +318,17 @@ def _answer_is_math(text: str) -> Answer | None:
         # but "To find the answer:\n1. Tom has 12 marbles" is followed by working, not an answer.
         if "\n" in text[cue.end() : pos] and not _is_bare_answer(text[pos:line_end]):
             continue
-        answer = _formula_after(text, pos, line_end)
-        if answer is None:
-            # "the answer is 12 + 24 = 36." states its result after the last "=" of the sentence.
-            sentence_end = _SENTENCE_END_RE.search(text, pos, line_end)
-            equals = text.rfind("=", pos, sentence_end.start() if sentence_end else line_end)
-            answer = _first_number(text, max(pos, equals + 1), line_end, "answer_is")
+        answer = _formula_after(text, pos, line_end) or _bare_answer(text, pos, line_end, "answer_is")
         if answer:
             return answer
     return None
 
 
 def _last_number(text: str) -> Answer | None:
-    numbers = list(find_numbers(text))
+    # Numbers before a stated but unreadable answer are working: "I had 3 apples and got 9 more.
+    # The answer is a dozen." has no answer, not 9.
+    cues = list(_ANSWER_CUE_RE.finditer(text))
+    numbers = list(find_numbers(text, cues[-1].end() if cues else 0))
     if not numbers:
         return None
     value, start, end = numbers[-1]
@@ -225,7 +340,8 @@ def _last_number(text: str) -> Answer | None:
 
 _BOXED_LETTER_RE = re.compile(r"[\s(]*(?:\\[A-Za-z]+\s*\{[\s(]*)?(?P<letter>[A-Za-z])(?![A-Za-z])")
 _CHOICE_CUE_RE = re.compile(
-    r"\b(?:answer|option|choice)\s*(?:is|would\s+be|should\s+be|will\s+be|:|=)[ \t*_:]*"
+    r"\b(?:(?:answer|option|choice)\s*(?:is|would\s+be|should\s+be|will\s+be|:|=)"
+    r"|(?:choose|chose|pick|picked|select|selected|go\s+with))[ \t*_:]*"
     r"(?:(?:option|choice)\s+)?(?P<open>\(?)[ \t]*(?P<letter>[A-Za-z])\b",
     re.IGNORECASE,
 )
@@ -233,6 +349,10 @@ _LONE_LETTER_RE = re.compile(r"^[ \t>#*_]*\(?(?P<letter>[A-Za-z])\)?[.):]?[*_]*[
 _OPTION_WORD_RE = re.compile(r"\b(?:option|choice)\s+(?P<open>\(?)(?P<letter>[A-Za-z])\b", re.IGNORECASE)
 _PAREN_LETTER_RE = re.compile(r"(?<![A-Za-z0-9])\((?P<letter>[A-Za-z])\)")
 _LABEL_RE = re.compile(r"(?<![\w(.])(?P<letter>[A-Z])[.)](?=\s|$)")
+_HEDGE_RE = re.compile(
+    r"[ \t)*_]*(?:,|/|\bor\b|\band\b)[ \t]*(?:or[ \t]+|and[ \t]+)?\(?[A-Za-z]\b[ \t)*_]*(?:[,.;:!?/]|\bor\b|\band\b|$)",
+    re.MULTILINE,
+)
 _DELIMITED_RE = re.compile(r"[*_]*(?:\s*\)|[.,;:!?]|[ \t]*$)", re.MULTILINE)
 
 
@@ -241,6 +361,8 @@ def _letter_counts(text: str, match: re.Match[str], choices: frozenset[str]) -> 
     letter = match["letter"]
     if letter.upper() not in choices:
         return False
+    if _HEDGE_RE.match(text, match.end()):
+        return False  # "The answer is A, B or C" names no single option
     if match["open"] or _DELIMITED_RE.match(text, match.end()):
         return True
     # "The answer is C because ..." names C; "The answer is a bank" and "Answer: A person ..." do not.
@@ -287,7 +409,11 @@ def _extract_choice(text: str, choices: frozenset[str]) -> Answer | None:
         if match and match["letter"].upper() in choices:
             return Answer(match["letter"].upper(), match.start("letter"), match.end("letter"), "boxed")
 
-    cues = [m for m in _CHOICE_CUE_RE.finditer(text) if _letter_counts(text, m, choices)]
+    cue_matches = list(_CHOICE_CUE_RE.finditer(text))
+    cues = [m for m in cue_matches if _letter_counts(text, m, choices)]
+    hedges = [m for m in cue_matches if m["letter"].upper() in choices and _HEDGE_RE.match(text, m.end())]
+    if hedges and (not cues or hedges[-1].start() > cues[-1].start()):
+        return None  # the final statement hedges between options; a later listing must not pick one
     if cues:
         return _letter_answer(cues[-1], "answer_is")
 

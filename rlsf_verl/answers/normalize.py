@@ -51,10 +51,11 @@ _MATH_DELIMITERS = [
 # Spellings that differ without changing the value.
 _LATEX_REWRITES = [
     (re.compile(r"\\(?:left|right)(?![A-Za-z])"), ""),
-    (re.compile(r"\\[,;:! ]|~"), ""),
+    # Spacing commands go, but a "\\" row break (matrices) stays: "\\ 2" is not "\ " after "\".
+    (re.compile(r"\\\\|\\[,;:! ]|~"), lambda m: m.group() if m.group() == "\\\\" else ""),
     (re.compile(r"\\displaystyle(?![A-Za-z])"), ""),
     (re.compile(r"\\[dt]frac(?![A-Za-z])"), r"\\frac"),
-    (re.compile(r"\^\s*\{?\\circ\}?"), ""),
+    (re.compile(r"\^\s*\{?\\circ\}?|\u00b0"), ""),
     (re.compile(r"\{,\}"), ","),
     (re.compile(r"\\\$"), "$"),
 ]
@@ -62,9 +63,7 @@ _TEXT_COMMAND = r"\\(?:text|textbf|textrm|mathrm|mbox)\s*\{([^{}]*)\}"
 _NUMBER_WITH_UNIT_RE = re.compile(r"(?P<number>.*?)\s*" + _TEXT_COMMAND, re.DOTALL)
 _TEXT_COMMAND_RE = re.compile(_TEXT_COMMAND)
 # \frac{12}{5}, or the brace-less \frac12 where each argument is one digit.
-_LATEX_FRACTION_RE = re.compile(
-    r"(?P<minus>-?)\\frac(?:\{(?P<num>\d+)\}\{(?P<den>\d+)\}|(?P<n1>\d)(?P<d1>\d))"
-)
+_LATEX_FRACTION_RE = re.compile(r"(?P<minus>-?)\\frac(?:\{(?P<num>\d+)\}\{(?P<den>\d+)\}|(?P<n1>\d)(?P<d1>\d))")
 
 
 def _canonical(match: re.Match[str]) -> str | None:
@@ -137,12 +136,19 @@ def _squeeze_spaces(expr: str) -> str:
     return out
 
 
+def _unwrap_text(match: re.Match[str]) -> str:
+    inner = match.group(1).strip()
+    return rf"\text{{{inner}}}" if re.search(r"[A-Za-z]{2}", inner) else inner
+
+
 def normalize_expression(expr: str) -> str:
     r"""Canonical spelling of a math answer (e.g. the content of ``\boxed{}``).
 
     A plain number (units in ``\text{}`` allowed after it) becomes a canonical number; anything else
     keeps its LaTeX with math delimiters, ``\left``/``\right``, spacing commands, degree signs and
-    insignificant spaces removed, ``\dfrac``/``\tfrac`` spelled ``\frac`` and ``\text{X}`` unwrapped.
+    insignificant spaces removed, ``\dfrac``/``\tfrac`` spelled ``\frac`` and ``\text{X}`` unwrapped
+    unless X holds a word (``\text{Tuesday}`` stays, spelled ``\text{...}``: unwrapped, "no" and
+    "on" would be the same product of two variables to a symbolic checker).
     Returns "" when nothing is left.
 
     >>> normalize_expression(r"\left( 3, \tfrac{1}{2} \right)")
@@ -156,7 +162,7 @@ def normalize_expression(expr: str) -> str:
     with_unit = _NUMBER_WITH_UNIT_RE.fullmatch(out.strip().rstrip("."))
     if with_unit and normalize_number(with_unit["number"]) is not None:
         return normalize_number(with_unit["number"])
-    out = _TEXT_COMMAND_RE.sub(r"\1", out)
+    out = _TEXT_COMMAND_RE.sub(_unwrap_text, out)
     out = _squeeze_spaces(out).rstrip(".")
     number = normalize_number(out)
     return out if number is None else number

@@ -18,11 +18,9 @@ return the same keys for every sample, as verl requires of ``reward_extra_info``
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import Iterable
 
 from rlsf_verl.answers import answers_equal, extract_answer, parse_gsm8k_gold
-from rlsf_verl.answers.normalize import number_value
 from rlsf_verl.rewards import register_reward_function
 
 _GOLD_FIX = "set each row's reward_model.ground_truth to the reference answer"
@@ -48,21 +46,6 @@ def _gold_text(ground_truth: object) -> str:
     return ground_truth.strip()
 
 
-def _math_verify_equal(predicted: str, gold: str) -> bool:
-    """Whether math-verify finds the two LaTeX answers equal (e.g. ``\\sqrt{2}/2`` and
-    ``\\frac{\\sqrt{2}}{2}``). Imported here because it pulls in sympy (seconds)."""
-    from math_verify import parse, verify
-
-    # math-verify's timeouts use signal.alarm, which only works in the main thread; verl may call
-    # reward functions from worker threads, where the (short) extracted answers are parsed untimed.
-    timeout = 5 if threading.current_thread() is threading.main_thread() else None
-    gold_parsed = parse(f"${gold}$", parsing_timeout=timeout)
-    predicted_parsed = parse(f"${predicted}$", parsing_timeout=timeout)
-    if not gold_parsed or not predicted_parsed:
-        return False
-    return verify(gold_parsed, predicted_parsed, timeout_seconds=timeout)
-
-
 @register_reward_function("rlvr_math")
 def math_reward(
     solution_str: str,
@@ -75,8 +58,8 @@ def math_reward(
     GSM8K solution ending in ``#### N``).
 
     The final answer is found by :func:`rlsf_verl.answers.extract_answer` (``#### N``,
-    ``\boxed{}``, "the answer is", last number). Numbers compare by value; other answers by
-    normalised spelling, then by math-verify's symbolic check.
+    ``\boxed{}``, "the answer is", last number) and compared by
+    :func:`rlsf_verl.answers.answers_equal` (numbers by exact value, other answers by math-verify).
 
     >>> math_reward(solution_str=r"So $x = \boxed{\frac{1}{2}}$.", ground_truth="0.5")["score"]
     1.0
@@ -89,11 +72,7 @@ def math_reward(
     answer = extract_answer(solution_str, kind="math")
     if answer is None:
         return _result(correct=False, parsed=False, empty=False)
-    correct = answers_equal(answer.value, gold, kind="math")
-    both_numbers = number_value(answer.value) is not None and number_value(gold) is not None
-    if not correct and not both_numbers:
-        correct = _math_verify_equal(answer.value, gold)
-    return _result(correct=correct, parsed=True, empty=False)
+    return _result(correct=answers_equal(answer.value, gold, kind="math"), parsed=True, empty=False)
 
 
 def _choice_letters(choices: object) -> str:

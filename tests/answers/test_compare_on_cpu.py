@@ -29,8 +29,61 @@ def test_different_values_do_not_match(predicted, gold):
 
 
 def test_tolerance_is_relative_to_the_gold_magnitude():
-    assert answers_equal("3.1416", "3.14159", tol=1e-4)
-    assert not answers_equal("3.1416", "3.14159")
+    assert answers_equal("33.33", "100/3", tol=1e-4)
+    assert not answers_equal("33.33", "100/3")
+
+
+def test_two_decimals_are_both_exact_as_written():
+    assert not answers_equal("0.1234567", "0.1234568")
+    assert not answers_equal("3.1416", "3.14159", tol=1e-4)
+    assert answers_equal("3.50", "3.5")
+
+
+def test_math_verify_alone_rounds_decimals_which_is_why_numbers_have_their_own_rule():
+    from math_verify import parse, verify
+
+    assert verify(parse("$0.1234568$"), parse("$0.1234567$"))  # math-verify 0.9.0: rounds to 6 places
+    assert not answers_equal("0.1234567", "0.1234568")
+
+
+def test_math_verify_alone_keeps_neighbouring_integers_apart_as_the_own_rule_does():
+    from math_verify import parse, verify
+
+    assert not verify(parse("$1000000$"), parse("$1000001$"))
+    assert not answers_equal("1000001", "1000000")
+
+
+@pytest.mark.parametrize(
+    ("predicted", "gold"),
+    [
+        ("10^{3}", "1000"),
+        (r"6\sqrt{2}", r"\sqrt{72}"),
+        (r"\frac{\sqrt{2}}{2}", r"\sqrt{2}/2"),
+        (r"(-\infty, 3]", r"(-\infty,3]"),
+        (r"\begin{pmatrix} 1 \\ 2 \end{pmatrix}", r"\begin{pmatrix}1\\2\end{pmatrix}"),
+        (r"\text{ Tuesday}", r"\text{Tuesday}"),
+        ("x = 5", "5"),
+    ],
+)
+def test_expressions_equal_by_math_verify_match(predicted, gold):
+    assert answers_equal(predicted, gold)
+
+
+@pytest.mark.parametrize(
+    ("predicted", "gold"),
+    [
+        (r"-\frac{1}{2}", "1"),
+        (r"2\sqrt{3}", "2"),
+        ("(3,4)", "3"),
+        ("(1,2)", "(2,1)"),
+        (r"(-\infty, 3)", r"(-\infty,3]"),
+        (r"\begin{pmatrix}1\\2\end{pmatrix}", r"\begin{pmatrix}1\\3\end{pmatrix}"),
+        (r"\text{no}", r"\text{on}"),
+        ("y = 3", "2"),
+    ],
+)
+def test_different_expressions_do_not_match(predicted, gold):
+    assert not answers_equal(predicted, gold)
 
 
 def test_non_numeric_math_answers_compare_by_normalised_latex():
