@@ -114,7 +114,7 @@ def _trimmed(text: str, start: int, end: int) -> tuple[int, int]:
     return start, end
 
 
-def _boxed_contents(text: str) -> list[tuple[int, int]]:
+def boxed_contents(text: str) -> list[tuple[int, int]]:
     r"""Spans of the contents of every balanced ``\boxed{...}`` (or ``\fbox{...}``), by start;
     unclosed ones (output cut off by the length limit) are left out. One pass, so a degenerate
     output repeating "\boxed{" stays linear."""
@@ -272,7 +272,7 @@ def _gsm8k(text: str) -> Answer | None:
 
 
 def _boxed_math(text: str) -> Answer | None:
-    for start, end in reversed(_boxed_contents(text)):
+    for start, end in reversed(boxed_contents(text)):
         value = normalize_expression(text[start:end])
         if value:
             return Answer(value, *_trimmed(text, start, end), "boxed")
@@ -404,7 +404,7 @@ def _listing_labels(text: str, labels: list[re.Match[str]]) -> set[int]:
 
 
 def _extract_choice(text: str, choices: frozenset[str]) -> Answer | None:
-    for start, end in reversed(_boxed_contents(text)):
+    for start, end in reversed(boxed_contents(text)):
         match = _BOXED_LETTER_RE.match(text, start, end)
         if match and match["letter"].upper() in choices:
             return Answer(match["letter"].upper(), match.start("letter"), match.end("letter"), "boxed")

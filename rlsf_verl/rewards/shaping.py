@@ -1,6 +1,7 @@
-r"""Shaping rewards: is the final answer stated in the expected form, and is the response a sensible length?
+r"""Shaping rewards: is the final answer stated in the expected form, is it boxed, and is the
+response a sensible length?
 
-Both are verl ``compute_score`` callables returning the same keys for every sample. Their options
+All are verl ``compute_score`` callables returning the same keys for every sample. Their options
 arrive as keywords, from ``+reward.custom_reward_function.reward_kwargs.*`` or from the
 ``term_kwargs`` of the ``weighted`` reward.
 
@@ -8,6 +9,9 @@ arrive as keywords, from ``+reward.custom_reward_function.reward_kwargs.*`` or f
 the one ``rlvr_math`` / ``rlvr_choice`` grade — is written in an explicit form: a ``#### N`` line,
 a ``\boxed{}``, or an "the answer is ..." cue. A fallback answer (the last number of a math
 response, a bare option letter) is ``parsed`` but not stated, so it scores 0.0.
+
+``boxed_format`` (0.0 or ``-penalty``): RENT's format term, a fixed penalty when the response has
+no ``\boxed{...}`` answer; add it to an entropy reward with the ``weighted`` reward.
 
 ``length`` (in [-1, 0], a penalty): 0 up to ``target_chars`` characters, falling linearly to -1
 at ``max_chars`` and staying -1 beyond; an empty response is -1 too. Characters are counted on the
@@ -21,8 +25,10 @@ stripped text, because a reward function sees text, not tokens.
 
 from __future__ import annotations
 
+import math
+
 from rlsf_verl.answers import extract_answer
-from rlsf_verl.answers.extract import check_kind
+from rlsf_verl.answers.extract import boxed_contents, check_kind
 from rlsf_verl.rewards import register_reward_function
 from rlsf_verl.rewards.verifiable import _choice_letters
 
@@ -68,6 +74,46 @@ def format_reward(
         answer = extract_answer(text, kind="math")
     stated = answer is not None and answer.source in STATED_SOURCES
     return {"score": float(stated), "parsed": float(answer is not None), "empty": 0.0}
+
+
+# RENT's default ``trainer.entropy_base`` (see boxed_format_reward).
+RENT_NO_BOX_PENALTY = 7.0
+
+
+@register_reward_function("boxed_format")
+def boxed_format_reward(
+    solution_str: str,
+    ground_truth: object = None,
+    data_source: str | None = None,
+    extra_info: dict | None = None,
+    penalty: float = RENT_NO_BOX_PENALTY,
+    **kwargs: object,
+) -> dict[str, float]:
+    r"""RENT's format term: 0.0 when the response has a closed, non-empty ``\boxed{...}`` (or
+    ``box{...}``), else ``-penalty``. Returns ``score`` and ``boxed``.
+
+    Read in RENT's code (github satrams/rent-rl, ``verl/trainer/ppo/ray_trainer.py``, the
+    ``base_format`` branch of the entropy reward, with ``extract_answer`` and
+    ``verl/utils/reward_score/math.py``'s last-boxed helper; defaults in
+    ``verl/trainer/config/ppo_trainer.yaml``): with ``trainer.base_format`` on, a response whose
+    last ``\boxed`` cannot be read gets reward ``-trainer.entropy_base`` (default 7.0) *instead of*
+    its negative mean token entropy. Deliberate differences: this is an additive term (a reward
+    function cannot see token entropies), so a response without a box scores ``-H - penalty``
+    under ``weighted`` rather than exactly ``-penalty``; and an empty ``\boxed{}`` counts as no
+    box (RENT counts it as an answer, which a policy can emit to dodge the penalty); the brace-less
+    ``\boxed 5``, which RENT reads, is no box here, as ``rlvr_math`` does not grade it either.
+
+    >>> [boxed_format_reward(solution_str=t)["score"] for t in (r"So \boxed{12}.", "So 12.", r"\boxed{}")]
+    [0.0, -7.0, -7.0]
+    """
+    if isinstance(penalty, bool) or not isinstance(penalty, int | float) or not math.isfinite(penalty) or penalty < 0:
+        raise ValueError(
+            f"boxed_format reward: penalty={penalty!r} must be a finite number >= 0 (it is subtracted); "
+            f"set {_KWARGS_FIELD}.penalty (or term_kwargs.boxed_format.penalty under the weighted reward)"
+        )
+    text = _text(solution_str)
+    boxed = any(text[start:end].strip() for start, end in boxed_contents(text))
+    return {"score": 0.0 if boxed else -float(penalty), "boxed": float(boxed)}
 
 
 def _whole_number(name: str, value: object, minimum: int) -> int:

@@ -5,7 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rlsf_verl.rewards import get_reward_function
-from rlsf_verl.rewards.shaping import format_reward, length_reward
+from rlsf_verl.rewards.shaping import boxed_format_reward, format_reward, length_reward
 
 FORMAT_KEYS = {"score", "parsed", "empty"}
 LENGTH_KEYS = {"score", "chars", "empty"}
@@ -140,3 +140,45 @@ def test_verl_keywords_are_accepted_and_ignored():
 def test_registry_finds_both_functions():
     assert get_reward_function("format") is format_reward
     assert get_reward_function("length") is length_reward
+
+
+# --- boxed_format (RENT's format term) -----------------------------------------------------------
+
+
+def boxed(response: str, **kwargs) -> float:
+    return boxed_format_reward(solution_str=response, **kwargs)["score"]
+
+
+def test_boxed_format_boxed_answer_has_no_penalty():
+    assert boxed_format_reward(solution_str=r"So $x = \boxed{\frac{1}{2}}$.") == {"score": 0.0, "boxed": 1.0}
+
+
+def test_boxed_format_answer_without_a_box_gets_rents_fixed_penalty():
+    assert boxed_format_reward(solution_str="The answer is 12.") == {"score": -7.0, "boxed": 0.0}
+
+
+def test_boxed_format_does_not_depend_on_correctness():
+    assert boxed(r"\boxed{13}", ground_truth="12") == boxed(r"\boxed{12}", ground_truth="12") == 0.0
+
+
+@pytest.mark.parametrize(
+    "response",
+    [r"\boxed{}", r"\boxed{  }", r"I will write \boxed{12", "The answer goes in a box: boxed 12", "", r"\boxed 12"],
+)
+def test_boxed_format_empty_unclosed_or_fake_boxes_are_penalised(response):
+    assert boxed(response) == -7.0
+
+
+def test_boxed_format_penalty_is_configurable_and_named_when_wrong():
+    assert boxed("12", penalty=1.5) == -1.5
+    with pytest.raises(ValueError, match=r"penalty=-1.0 must be a finite number >= 0.*term_kwargs\.boxed_format"):
+        boxed("12", penalty=-1.0)
+
+
+def test_boxed_format_is_a_term_of_the_weighted_reward():
+    from rlsf_verl.rewards.combine import combine_rewards
+
+    reward = combine_rewards({"rlvr_math": 1.0, "boxed_format": 0.5}, {"boxed_format": {"penalty": 2.0}})
+    assert reward(solution_str="The answer is 12.", ground_truth="12")["score"] == 1.0 - 0.5 * 2.0
+    assert reward(solution_str=r"So \boxed{12}.", ground_truth="12")["score"] == 1.0
+    assert get_reward_function("boxed_format") is boxed_format_reward
