@@ -35,22 +35,37 @@ def rewrite_rewards(
     preds: list[str | None] | None,
     rlif: RLIFSettings,
     group: GroupStepSettings,
+    padding: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """The token-level scores [B, T] the advantage will see, from the reward loop's ``rm_scores``
     [B, T] (right-padded, as verl pads them): first the intrinsic reward (``rlsf.rlif``, from the
     per-token ``signal_fields`` named by ``rlif.fields``), then the group step (``rlsf.group``), which
     works on each response's total and puts it at the last token.
+
+    ``padding`` [B] marks the rows verl's ``_balance_batch`` appends so the batch divides evenly (tag
+    ``is_padding``, no response token): they are not scored (0 everywhere), and they count in no group
+    statistic and no metric. Any other row without a response token is refused.
     """
+    real = torch.ones(len(uids), dtype=torch.bool) if padding is None else ~padding.bool()
+    if real.shape != (len(uids),):
+        raise ValueError(f"padding: shape {tuple(real.shape)}, expected one flag per row ({len(uids)})")
+    rows = torch.nonzero(real).flatten()
+    keep = rows.tolist()
     metrics: dict[str, float] = {}
-    scores = rm_scores.float()
+    scores = rm_scores.float()[rows]
+    mask = response_mask[rows]
     if rlif.active:
-        scores, rlif_metrics = intrinsic_scores(signal_fields, response_mask, scores, rlif)
+        fields = {name: value[rows] for name, value in signal_fields.items()}
+        scores, rlif_metrics = intrinsic_scores(fields, mask, scores, rlif)
         metrics.update(rlif_metrics)
     if group.active:
-        rewards, group_metrics = group_rewards(scores.sum(dim=-1).tolist(), uids, preds, group)
-        scores = at_last_token(torch.tensor(rewards), response_mask.bool().sum(dim=-1), scores.shape[-1])
+        answers = None if preds is None else [preds[i] for i in keep]
+        rewards, group_metrics = group_rewards(scores.sum(dim=-1).tolist(), [uids[i] for i in keep], answers, group)
+        scores = at_last_token(torch.tensor(rewards), mask.bool().sum(dim=-1), scores.shape[-1])
         metrics.update(group_metrics)
-    return scores, metrics
+    rewritten = torch.zeros(rm_scores.shape, dtype=torch.float32)
+    rewritten[rows] = scores
+    return rewritten, metrics
 
 
 class RLSFTrainer(compat.resolve("PPOTrainerSync")):
@@ -96,9 +111,11 @@ class RLSFTrainer(compat.resolve("PPOTrainerSync")):
             self.observe_collapse(metrics)
 
     def _response_texts(self, batch) -> list[str]:
+        """The step's responses, decoded; verl's padding rows (no response) are not responses."""
         import transfer_queue as tq
 
-        data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=["responses"])
+        keys = [key for key, padding in zip(batch.keys, padding_flags(batch), strict=True) if not padding]
+        data = tq.kv_batch_get(keys=keys, partition_id=batch.partition_id, select_fields=["responses"])
         return self.tokenizer.batch_decode(list(data["responses"].unbind()), skip_special_tokens=True)
 
     def observe_collapse(self, metrics: dict):
@@ -175,12 +192,19 @@ class RLSFTrainer(compat.resolve("PPOTrainerSync")):
             preds,
             rlif,
             group,
+            padding=torch.tensor(padding_flags(batch), dtype=torch.bool),
         )
         rows = [scores[index, :length] for index, length in enumerate(row_lengths)]
         nested = torch.nested.as_nested_tensor(rows, layout=torch.jagged)
         fields = compat.resolve("tensordict_utils").get_tensordict({"rm_scores": nested})
         tq.kv_batch_put(keys=batch.keys, partition_id=batch.partition_id, fields=fields)
         metrics.update(new_metrics)
+
+
+def padding_flags(batch) -> list[bool]:
+    """Which rows of a ``KVBatchMeta`` are the synthetic padding rows verl's ``_balance_batch`` appended
+    (tag ``is_padding``, verl/trainer/ppo/padding_utils.py), in key order."""
+    return [bool(tag.get("is_padding", False)) for tag in batch.tags]
 
 
 def non_tensor_values(field) -> list:

@@ -107,3 +107,25 @@ def test_majority_vote_overlay_turns_on_the_group_vote_and_its_reward_function()
     check_config(config)
     with pytest.raises(ValueError, match="rlsf_reward=majority_vote"):
         check_config(compose_config(["actor_rollout_ref.model.path=/m", "rlsf.group.majority_vote=true"]))
+
+
+def test_padding_rows_never_vote_nor_enter_a_groups_statistics():
+    """verl's padding rows share one uid and copy the first real row's fields, its answer included
+    (padding_utils.py:101-124): counted, they would be a group of their own outvoting nobody but
+    rewarded 1, and they would shift the z-score's mean and std."""
+    from rlsf_verl.trainer.intrinsic import RLIFSettings
+    from rlsf_verl.trainer.ppo_trainer import rewrite_rewards
+
+    lengths = [3, 2, 4, 1, 2, 3]
+    rm_scores = at_last_token(torch.tensor([1.0, 10.0, 2.0, 20.0, 3.0, 30.0]), torch.tensor(lengths), 4)
+    _, mask = _padded(rm_scores, lengths)
+    pad_scores = torch.cat([rm_scores, torch.zeros(3, 4)])
+    pad_mask = torch.cat([mask, torch.zeros(3, 4)])
+    padding = torch.tensor([False] * 6 + [True] * 3)
+    uids, preds = [*UIDS, "pad", "pad", "pad"], [*PREDS, "7", "7", "7"]
+    settings = GroupStepSettings(majority_vote=True, zscore=True, eps=1e-12)
+    scores, metrics = rewrite_rewards(pad_scores, pad_mask, {}, uids, preds, RLIFSettings(), settings, padding=padding)
+    alone, alone_metrics = rewrite_rewards(rm_scores, mask, {}, UIDS, PREDS, RLIFSettings(), settings)
+    assert scores[6:].abs().sum() == 0
+    torch.testing.assert_close(scores[:6], alone)
+    assert metrics == alone_metrics

@@ -271,3 +271,41 @@ def test_rlif_overlay_selects_the_signal_and_passes_the_checks(signal):
     engine_vendor = config.ray_kwargs.ray_init.runtime_env.get("env_vars", {}).get("VERL_ENGINE_VENDOR")
     assert engine_vendor == ("rlsf" if signal == "self_certainty" else None)
     check_config(config)
+
+
+def with_padding_rows(verl_fields, count: int = 2):
+    """``verl_fields`` plus ``count`` rows as verl's ``_balance_batch`` appends them (padding_utils.py:101-124):
+    an all-zero response mask, zero scores, whatever signal values, and a uid no real prompt has."""
+    width = verl_fields["response_mask"].shape[-1]
+    padded = {
+        name: torch.cat([value, torch.zeros(count, width, dtype=value.dtype)]) for name, value in verl_fields.items()
+    }
+    padded["entropy"][-count:, 0] = 5.0  # the forward pass still runs on a padding row's one token
+    padded["old_log_probs"][-count:, 0] = -5.0
+    return padded, [*UIDS, *["pad0"] * count], torch.tensor([False] * len(UIDS) + [True] * count)
+
+
+@pytest.mark.parametrize("level", ["trajectory", "token"])
+def test_padding_rows_are_skipped_scored_zero_and_left_out_of_the_metrics(verl_fields, level):
+    padded, uids, padding = with_padding_rows(verl_fields)
+    settings = RLIFSettings("neg_entropy", level=level)
+    scores, metrics = rewrite_rewards(
+        padded["rm_scores"], padded["response_mask"], {"entropy": padded["entropy"]}, uids, None, settings,
+        GroupStepSettings(), padding=padding,
+    )  # fmt: skip
+    alone, alone_metrics = rewrite_rewards(
+        verl_fields["rm_scores"], verl_fields["response_mask"], {"entropy": verl_fields["entropy"]}, UIDS, None,
+        settings, GroupStepSettings(),
+    )  # fmt: skip
+    assert scores[padding].abs().sum() == 0
+    torch.testing.assert_close(scores[~padding], alone)
+    assert metrics == alone_metrics
+
+
+def test_a_padding_row_is_refused_unless_marked_as_padding(verl_fields):
+    padded, uids, _ = with_padding_rows(verl_fields)
+    with pytest.raises(ValueError, match=r"rows \[4, 5\] have no response token"):
+        rewrite_rewards(
+            padded["rm_scores"], padded["response_mask"], {"entropy": padded["entropy"]}, uids, None,
+            RLIFSettings("neg_entropy"), GroupStepSettings(),
+        )  # fmt: skip
