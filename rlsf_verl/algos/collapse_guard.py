@@ -4,8 +4,8 @@ becoming over-confident, and warn, stop, or move reward weight to a verifiable r
 Rewarding a policy with its own confidence (self-certainty, minus token or trajectory entropy) helps
 a base model for roughly the first 20 steps; then accuracy falls below where it started ("No Free
 Lunch", arXiv 2506.17219). The collapse shows in several metrics at once: entropy heads toward 0,
-self-certainty keeps rising, responses get shorter, the answer span's top-2 margin saturates near 1,
-and transitional words ("wait", "but", "however", ...) disappear. The guard compares each metric
+self-certainty keeps rising, responses get shorter, transitional words ("wait", "but", "however", ...)
+disappear, and fewer responses state an answer. The guard compares each metric
 with its own baseline (the mean of its first ``window`` observations after ``warmup_steps``); an
 indicator votes once it has been past its threshold for ``patience`` consecutive observations, and
 the guard fires when at least ``min_signals`` indicators vote. After a firing the runs start again,
@@ -38,7 +38,7 @@ from rlsf_verl.naming import unknown_name_error
 
 ACTIONS = ("warn", "stop", "shift_to_verifiable")
 CONFIG_FIELD = "rlsf.collapse_guard"
-_STATE_FORMAT = 1
+_STATE_FORMAT = 2  # 2: the answer-rate indicator replaced answer_margin
 
 # Words and phrases that turn a line of reasoning ("No Free Lunch" counts such transitional words and
 # finds they vanish as RLIF training collapses). Matched case-insensitively, on word boundaries, so
@@ -104,7 +104,7 @@ def response_text_metrics(texts: Sequence[str]) -> dict[str, float]:
 class _Indicator:
     metrics: tuple[str, ...]  # metric names it reads, first present wins
     threshold: str  # the CollapseGuardConfig field with its threshold
-    kind: str  # "drop": below threshold x baseline; "rise": above it; "saturation": above threshold itself
+    kind: str  # "drop": below threshold x baseline; "rise": above it
     upper: float = math.inf  # largest valid value
 
 
@@ -114,7 +114,8 @@ INDICATORS: dict[str, _Indicator] = {
     "self_certainty": _Indicator(("rlif/self_certainty/mean",), "certainty_rise_ratio", "rise"),
     "response_length": _Indicator(("response_length/mean",), "length_drop_ratio", "drop"),
     "transitional_rate": _Indicator(("rlif/transitional_rate",), "transitional_drop_ratio", "drop"),
-    "answer_margin": _Indicator(("rlif/answer_margin/mean",), "margin_saturation", "saturation", upper=1.0),
+    # the trainer logs it each step from the decoded responses (response_text_metrics)
+    "answer_rate": _Indicator(("rlif/answer_rate",), "answer_rate_drop_ratio", "drop", upper=1.0),
 }
 
 
@@ -150,9 +151,9 @@ class CollapseGuardConfig:
     # Transitional-word rate below 50% of its baseline: the paper shows these words becoming rare as
     # performance degrades. Judgement call. A baseline of 0 (a model that never uses them) never votes.
     transitional_drop_ratio: float | None = 0.5
-    # Mean answer-span margin p1 - p2 above 0.95: the answer is nearly deterministic whatever the
-    # reasoning. Only counts when the baseline itself was below it. Judgement call.
-    margin_saturation: float | None = 0.95
+    # Share of responses stating an answer below 50% of its baseline: a collapsing policy stops
+    # finishing its reasoning with an answer. Judgement call. A baseline of 0 never votes.
+    answer_rate_drop_ratio: float | None = 0.5
     # Two indicators must agree: each one alone can move for benign reasons (length falls when the
     # model stops rambling, entropy falls in the helpful phase). Note that entropy and self-certainty
     # are partly the same signal (the paper shows the objectives are partially equivalent).
@@ -180,7 +181,7 @@ class CollapseGuardConfig:
             "certainty_rise_ratio": (1.0, math.inf, "a multiple of the baseline above 1, e.g. 1.25"),
             "length_drop_ratio": (0.0, 1.0, "a fraction of the baseline, e.g. 0.6"),
             "transitional_drop_ratio": (0.0, 1.0, "a fraction of the baseline, e.g. 0.5"),
-            "margin_saturation": (0.0, 1.0, "a margin p1 - p2 between 0 and 1, e.g. 0.95"),
+            "answer_rate_drop_ratio": (0.0, 1.0, "a fraction of the baseline, e.g. 0.5"),
         }
         for name, (low, high, hint) in ranges.items():
             value = getattr(self, name)
@@ -345,18 +346,13 @@ class CollapseGuard:
         spec = INDICATORS[name]
         threshold = getattr(self.config, spec.threshold)
         baseline = math.fsum(history) / len(history)
-        if spec.kind == "saturation":
-            # Already saturated at the start is how the model is, not a collapse.
-            tripped = baseline <= threshold and value > threshold
-            condition = f"{name} {value:.3g} > saturation {threshold:.3g}"
-        else:
-            if baseline > 0:
-                vs_baseline[name] = value / baseline
-            tripped = baseline > 0 and (
-                value < threshold * baseline if spec.kind == "drop" else value > threshold * baseline
-            )
-            sign = "<" if spec.kind == "drop" else ">"
-            condition = f"{name} {value:.3g} {sign} {threshold:.0%} of baseline {baseline:.3g}"
+        if baseline > 0:
+            vs_baseline[name] = value / baseline
+        tripped = baseline > 0 and (
+            value < threshold * baseline if spec.kind == "drop" else value > threshold * baseline
+        )
+        sign = "<" if spec.kind == "drop" else ">"
+        condition = f"{name} {value:.3g} {sign} {threshold:.0%} of baseline {baseline:.3g}"
         self._streaks[name] = self._streaks[name] + 1 if tripped else 0
         streak = self._streaks[name]
         if streak < self.config.patience:

@@ -24,7 +24,8 @@ ONSET = 20  # the step after which the synthetic run degrades
 
 def degrading_run(steps: int = 60, seed: int = 0) -> list[dict[str, float]]:
     """Metrics shaped like the paper's RLIF runs: ~20 healthy, slightly improving steps, then entropy
-    decays toward 0.1x, length halves, transitional words vanish, certainty and answer margin rise."""
+    decays toward 0.1x, length halves, transitional words vanish, certainty rises, and fewer responses state
+    an answer."""
     rng = random.Random(seed)
     run = []
     for step in range(1, steps + 1):
@@ -36,7 +37,7 @@ def degrading_run(steps: int = 60, seed: int = 0) -> list[dict[str, float]]:
                 "response_length/mean": (400 + 20 * early) * (1 - 0.5 * decay) + rng.gauss(0, 10),
                 "rlif/transitional_rate": max(0.0, 2.0 * (1 - decay) + rng.gauss(0, 0.1)),
                 "rlif/self_certainty/mean": 10.0 + 0.2 * early + 5.0 * decay + rng.gauss(0, 0.1),
-                "rlif/answer_margin/mean": min(1.0, 0.7 + 0.28 * decay + rng.gauss(0, 0.01)),
+                "rlif/answer_rate": min(1.0, max(0.0, 0.9 * (1 - 0.8 * decay) + rng.gauss(0, 0.02))),
                 "actor/pg_loss": rng.gauss(0, 1),  # an unrelated verl metric, ignored
             }
         )
@@ -52,7 +53,7 @@ def healthy_run(steps: int = 200, seed: int = 1) -> list[dict[str, float]]:
             "response_length/mean": 400 + rng.gauss(0, 40),
             "rlif/transitional_rate": max(0.0, 2.0 + rng.gauss(0, 0.3)),
             "rlif/self_certainty/mean": 10.0 + 0.5 * step / steps + rng.gauss(0, 0.3),
-            "rlif/answer_margin/mean": min(1.0, max(0.0, 0.7 + rng.gauss(0, 0.05))),
+            "rlif/answer_rate": min(1.0, max(0.0, 0.8 + rng.gauss(0, 0.05))),
         }
         for step in range(1, steps + 1)
     ]
@@ -85,7 +86,8 @@ def test_degradation_fires_within_a_few_steps_of_its_onset_and_not_before():
 def test_first_firing_on_the_degradation_names_only_collapsing_indicators():
     decision = next(d for d in run_guard(CollapseGuard(), degrading_run()) if d.fired)
     named = {reason.split()[0] for reason in decision.reasons}
-    assert len(named) >= 2 and named <= {"entropy", "self_certainty", "response_length", "transitional_rate"}
+    assert len(named) >= 2
+    assert named <= {"entropy", "self_certainty", "response_length", "transitional_rate", "answer_rate"}
 
 
 def test_reasons_say_value_threshold_baseline_and_duration():
@@ -163,19 +165,33 @@ def test_verl_actor_entropy_stands_in_for_rlif_entropy():
     assert fired_steps(run_guard(CollapseGuard(CollapseGuardConfig(window=2)), run)) == [5]
 
 
-def test_margin_saturated_from_the_start_does_not_vote():
-    run = [{"rlif/answer_margin/mean": 0.97, "response_length/mean": 400.0}] * 2
-    run += [{"rlif/answer_margin/mean": 0.99, "response_length/mean": 100.0}] * 5
-    guard = CollapseGuard(CollapseGuardConfig(window=2))
-    assert fired_steps(run_guard(guard, run)) == []
-
-
-def test_margin_that_saturates_during_training_votes():
-    run = [{"rlif/answer_margin/mean": 0.7, "response_length/mean": 400.0}] * 2
-    run += [{"rlif/answer_margin/mean": 0.99, "response_length/mean": 100.0}] * 3
+def test_a_falling_answer_rate_votes():
+    run = [{"rlif/answer_rate": 0.8, "response_length/mean": 400.0}] * 2
+    run += [{"rlif/answer_rate": 0.25, "response_length/mean": 100.0}] * 3
     decision = run_guard(CollapseGuard(CollapseGuardConfig(window=2)), run)[-1]
     assert decision.fired
-    assert "answer_margin 0.99 > saturation 0.95 for 3 steps" in decision.reasons
+    assert "answer_rate 0.25 < 50% of baseline 0.8 for 3 steps" in decision.reasons
+
+
+def test_a_steady_answer_rate_does_not_vote():
+    rates = [0.8, 0.75, 0.85, 0.7, 0.8, 0.9, 0.75, 0.8]
+    run = [{"rlif/answer_rate": rate, "response_length/mean": 400.0 if step < 2 else 100.0} for step, rate in
+           enumerate(rates)]  # fmt: skip
+    decisions = run_guard(CollapseGuard(CollapseGuardConfig(window=2)), run)
+    assert fired_steps(decisions) == []
+    assert all(reason.startswith("response_length") for d in decisions for reason in d.reasons)
+
+
+def test_the_trainer_logs_the_answer_rate_the_guard_reads():
+    """The guard reads only metrics an RLIF step logs: the answer rate comes from the step's decoded
+    responses (``response_text_metrics``, which the trainer adds to the step's metrics)."""
+    from rlsf_verl.algos import response_text_metrics
+
+    logged = response_text_metrics(["The answer is 4.", "no idea", "#### 12", "hmm"])
+    assert logged["rlif/answer_rate"] == pytest.approx(0.5)
+    read = {key for spec in collapse_guard.INDICATORS.values() for key in spec.metrics}
+    assert "rlif/answer_rate" in read
+    assert not any("answer_margin" in key for key in read)  # RLIF never logs it: no span is located
 
 
 def test_warmup_steps_are_left_out_of_the_baseline():
@@ -310,7 +326,9 @@ def test_config_out_of_range_value_names_the_field(key, value):
 
 
 def test_config_min_signals_cannot_exceed_the_indicators_turned_on():
-    off = dict.fromkeys(["certainty_rise_ratio", "length_drop_ratio", "transitional_drop_ratio", "margin_saturation"])
+    off = dict.fromkeys(
+        ["certainty_rise_ratio", "length_drop_ratio", "transitional_drop_ratio", "answer_rate_drop_ratio"]
+    )
     with pytest.raises(ValueError, match="min_signals=2: only 1 indicators are on"):
         CollapseGuardConfig.from_mapping(off)
 
@@ -335,16 +353,16 @@ POSITIVE = st.floats(min_value=1e-3, max_value=1e4, allow_nan=False)
     certainty=POSITIVE,
     length=POSITIVE,
     rate=st.floats(min_value=0.0, max_value=50.0),
-    margin=st.floats(min_value=0.0, max_value=1.0),
+    answer_rate=st.floats(min_value=0.0, max_value=1.0),
     min_signals=st.integers(1, 5),
 )
-def test_constant_metrics_never_fire(entropy, certainty, length, rate, margin, min_signals):
+def test_constant_metrics_never_fire(entropy, certainty, length, rate, answer_rate, min_signals):
     metrics = {
         "rlif/entropy/mean": entropy,
         "rlif/self_certainty/mean": certainty,
         "response_length/mean": length,
         "rlif/transitional_rate": rate,
-        "rlif/answer_margin/mean": margin,
+        "rlif/answer_rate": answer_rate,
     }
     guard = CollapseGuard(CollapseGuardConfig(window=3, patience=1, min_signals=min_signals))
     assert fired_steps(run_guard(guard, [metrics] * 30)) == []
