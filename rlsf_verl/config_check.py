@@ -164,6 +164,12 @@ def check_config(config: DictConfig) -> None:
         )
     if not config.trainer.get("use_v1", True):
         raise ValueError("trainer.use_v1=False: rlsf-verl runs verl's v1 trainer only; drop the override")
+    mode = (config.trainer.get("v1") or {}).get("trainer_mode", "sync")
+    if mode != "sync":  # verl switches its replay buffer and weight sync on this field (trainer_base.py)
+        raise ValueError(
+            f"trainer.v1.trainer_mode={mode}: rlsf-verl's trainer is verl's sync trainer and has no async "
+            "mode; set trainer.v1.trainer_mode=sync"
+        )
     from rlsf_verl.trainer.group_step import GroupStepSettings
     from rlsf_verl.trainer.intrinsic import RLIFSettings
 

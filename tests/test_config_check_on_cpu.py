@@ -150,3 +150,16 @@ def test_replacement_of_a_key_outside_the_legacy_sections_is_a_value_error():
 
 def test_docstring_examples_run():
     assert doctest.testmod(config_check).failed == 0
+
+
+@pytest.mark.parametrize("mode", ["colocate_async", "separate_async"])
+def test_an_async_trainer_mode_is_refused_naming_the_field(mode):
+    """rlsf-verl's runner builds verl's sync trainer whatever ``trainer.v1.trainer_mode`` says, and verl
+    switches its replay buffer and weight sync on that field: an async mode would run neither as asked."""
+    from rlsf_verl.config_check import check_config
+    from rlsf_verl.reward_loop import compose_config
+
+    config = compose_config(["actor_rollout_ref.model.path=/models/policy", f"trainer.v1.trainer_mode={mode}"])
+    with pytest.raises(ValueError, match=f"^trainer.v1.trainer_mode={mode}: .*trainer.v1.trainer_mode=sync"):
+        check_config(config)
+    check_config(compose_config(["actor_rollout_ref.model.path=/models/policy", "trainer.v1.trainer_mode=sync"]))
