@@ -118,7 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
             "(e.g. decode.k=10 tau=0.8 data.n_problems=64 reward_model.max_steps=20)."
         ),
     )
-    run.add_argument("--model", help="'smollm2' (embedded default) or a local HF model directory")
+    run.add_argument(
+        "--model", help="'smollm2' (embedded default), a local HF model directory or a hub id (owner/name; HF cache)"
+    )
     run.add_argument("--run-dir", help="where outputs go (default runs/rlsf-default)")
     run.add_argument("--config", help="YAML file with PipelineConfig fields")
     run.add_argument("--from-stage", help="redo this stage and every later one")

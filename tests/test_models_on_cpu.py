@@ -1,5 +1,7 @@
-"""Where models come from: the embedded GGUF, local directories, tiny random models."""
+"""Where models come from: the embedded GGUF, local directories, the HF cache, tiny random models."""
 
+import os
+import shutil
 import subprocess
 import sys
 
@@ -51,3 +53,41 @@ def test_tokenizer_larger_than_the_model_vocab_is_refused(tmp_path):
     model.save_pretrained(path)
     with pytest.raises(ValueError, match="tokenizer has 512 tokens but the model's vocabulary is 100"):
         load_causal_lm(path)
+
+
+# -- a Hugging Face hub id: the user's HF cache, nothing downloaded here ---------------------------------
+
+HUB_COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+def _resolve_in_subprocess(model: str, hf_home, code: str = "print(resolve_model_path({model!r}))"):
+    """Run ``code`` in a fresh Python whose Hugging Face cache is ``hf_home`` and which is offline."""
+    env = {**os.environ, "HF_HOME": str(hf_home), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    env.pop("HF_HUB_CACHE", None)
+    program = "from rlsf_verl.models import load_causal_lm, resolve_model_path\n" + code.format(model=model)
+    return subprocess.run([sys.executable, "-c", program], env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_hub_id_offline_and_not_in_the_cache_is_one_clear_line(tmp_path):
+    result = _resolve_in_subprocess("someone/no-such-model", tmp_path / "hf")
+    assert result.returncode != 0
+    last = result.stderr.strip().splitlines()[-1]
+    assert "model: 'someone/no-such-model' is not a local directory and not in the Hugging Face cache" in last
+    assert "HF_HUB_OFFLINE=1" in last and "hf download someone/no-such-model" in last
+
+
+def test_hub_id_in_the_hf_cache_loads_offline(tmp_path, tiny_model_dir):
+    hf_home = tmp_path / "hf"
+    repo = hf_home / "hub" / "models--someone--tiny-model"  # huggingface_hub's cache layout
+    shutil.copytree(tiny_model_dir, repo / "snapshots" / HUB_COMMIT)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(HUB_COMMIT)
+    code = "model, tokenizer = load_causal_lm({model!r}); print(resolve_model_path({model!r}), len(tokenizer))"
+    result = _resolve_in_subprocess("someone/tiny-model", hf_home, code)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == [str(repo / "snapshots" / HUB_COMMIT), "512"]
+
+
+def test_a_missing_path_is_not_taken_for_a_hub_id(tmp_path):
+    with pytest.raises(FileNotFoundError, match="runs/x/dpo_model' is not a local directory; pass"):
+        resolve_model_path("runs/x/dpo_model")
