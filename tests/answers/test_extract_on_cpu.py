@@ -309,3 +309,63 @@ def test_importing_the_package_loads_no_heavy_framework():
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([repo_root, os.environ.get("PYTHONPATH", "")])}
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
     assert result.stdout.strip() == "[]"
+
+
+# --- a LaTeX answer written without $ after the cue: where it starts and ends --------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "written", "value"),
+    [
+        (r"The answer is -\frac{1}{2}.", r"-\frac{1}{2}", r"-\frac{1}{2}"),
+        (r"So the answer is 2\sqrt{3}, since both sides are positive.", r"2\sqrt{3}", r"2\sqrt{3}"),
+        (r"The answer is 0.75.", "0.75", "0.75"),
+        (r"The answer is (-\infty, 3].", r"(-\infty, 3]", r"(-\infty,3]"),
+        (r"The answer is [1, 5) because 5 is excluded.", "[1, 5)", "[1,5)"),
+        (r"The answer is \begin{pmatrix} 1 \\ 2 \end{pmatrix}.", r"\begin{pmatrix} 1 \\ 2 \end{pmatrix}", None),
+        (r"The answer is 5\text{ cm}.", r"5\text{ cm}", "5"),
+        ("The answer is 10 cm.", "10", "10"),
+        (r"The answer is 30^\circ!", r"30^\circ", "30"),
+        (r"The answer is 25\%.", r"25\%", "25"),
+        ("The answer is 1,200 dollars.", "1,200", "1200"),
+        ("The answer is 42 (the number of apples).", "42", "42"),
+        (r"The answer is 2x^2 + 3x - 1; check by expanding.", "2x^2 + 3x - 1", "2x^2+3x-1"),
+        (r"Final answer: \frac{\sqrt{3}}{2}", r"\frac{\sqrt{3}}{2}", r"\frac{\sqrt{3}}{2}"),
+        (r"The answer is \text{Tuesday}.", r"\text{Tuesday}", r"\text{Tuesday}"),
+        ("The answer is x = 5.", "5", "5"),
+        ("The answer is forty-two.", "forty-two", "42"),
+        ("**Final answer:** **7**", "7", "7"),
+        ("#### \\frac{3}{4}", r"\frac{3}{4}", r"\frac{3}{4}"),
+    ],
+)
+def test_bare_answer_after_the_cue_is_read_whole_and_its_span_is_exact(text, written, value):
+    answer = extract_answer(text)
+    assert span(text, answer) == written
+    if value is not None:
+        assert answer.value == value
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["The answer is clear.", "The answer is one of the two.", "I had 3 apples and got 9 more. The answer is a dozen."],
+)
+def test_prose_after_the_cue_is_no_answer_and_earlier_numbers_do_not_stand_in(text):
+    assert extract_answer(text) is None
+
+
+def test_a_calculation_after_the_cue_is_still_read_when_no_answer_cue_precedes_it():
+    text = "The answer is not obvious. We add 12 + 24 = 36."
+    assert (extract_answer(text).value, extract_answer(text).source) == ("36", "last_number")
+
+
+@pytest.mark.parametrize("text", ["The answer is A, B or C.", "The answer is B or C.", "You can choose a, b or c."])
+def test_choice_hedging_between_options_names_none(text):
+    assert extract_answer(text, kind="choice") is None
+
+
+@pytest.mark.parametrize(
+    "text", ["(C)", "C)", "answer: C", "the correct option is C", "I choose C", "I'd go with (c).", "I pick C."]
+)
+def test_choice_usual_forms_name_the_option(text):
+    answer = extract_answer(text, kind="choice")
+    assert (answer.value, span(text, answer).upper()) == ("C", "C")

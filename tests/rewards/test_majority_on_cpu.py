@@ -134,3 +134,33 @@ def test_responses_vote_through_their_extracted_answers():
     responses = ["#### 0.5", r"It is \boxed{\frac{1}{2}}.", "The answer is 3.", "No idea."]
     answers = [answer_for_vote(response) for response in responses]
     assert majority_vote_scores(answers, ["p"] * 4) == [1.0, 1.0, 0.0, 0.0]
+
+
+def test_latex_answers_without_dollars_vote_by_equivalence():
+    responses = [r"The answer is \frac{1}{2}.", "The answer is 0.5.", r"The answer is \dfrac{2}{4}.", "The answer is 1."]
+    vote = majority_vote([answer_for_vote(r) for r in responses])
+    assert (vote.label, vote.votes, vote.agrees) == (r"\frac{1}{2}", 3, (True, True, True, False))
+
+
+def test_symbolically_equal_answers_vote_together():
+    vote = majority_vote([r"6\sqrt{2}", r"\sqrt{72}", "8", "8", r"\sqrt{2}\cdot 6"])
+    assert (vote.label, vote.votes) == (r"6\sqrt{2}", 3)
+
+
+def test_responses_without_an_answer_never_score_one_even_when_they_are_the_majority():
+    responses = ["I do not know.", "No idea.", "Hmm.", "The answer is 3."]
+    scores = majority_vote_scores([answer_for_vote(r) for r in responses], ["p"] * 4)
+    assert scores == [0.0, 0.0, 0.0, 1.0]
+
+
+def test_a_group_where_nobody_answers_rewards_nobody():
+    assert majority_vote_scores([None, None, None], ["p"] * 3) == [0.0, 0.0, 0.0]
+
+
+def test_majority_reward_right_wrong_and_truncation_prone_answers():
+    from rlsf_verl.rewards.majority import majority_vote_reward
+
+    assert majority_vote_reward(solution_str=r"The answer is \frac{1}{2}.", ground_truth="0.5")["score"] == 1.0
+    wrong = majority_vote_reward(solution_str=r"The answer is \frac{1}{2}.", ground_truth="1")
+    assert (wrong["score"], wrong["pred"]) == (0.0, r"\frac{1}{2}")
+    assert majority_vote_reward(solution_str="No idea.", ground_truth="1") == {"score": 0.0, "acc": 0.0, "pred": ""}

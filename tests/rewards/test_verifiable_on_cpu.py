@@ -114,6 +114,28 @@ def test_math_gsm8k_marker_scores_exactly_the_gold_integer(gold):
     assert score(f"Some working.\n#### {gold + 1}", str(gold)) == 0.0
 
 
+@pytest.mark.parametrize(
+    ("response", "gold"),
+    [
+        ("The answer is 1.", "12"),  # a prefix of the answer
+        ("The answer is 12.", "-12"),  # the sign lost
+        (r"The answer is \frac{1}{2}.", "1"),  # LaTeX without $, cut to its numerator before issue 15
+        (r"The answer is 12^{2}.", "12"),
+        (r"The answer is 12\sqrt{2}.", "12"),
+        ("The answer is (12, 5).", "12"),
+        ("The answer is 12 + 24 = 36.", "12"),
+        ("The answer is 0.1234567.", "0.1234568"),  # math-verify alone rounds these together
+    ],
+)
+def test_math_adversarial_wrong_answers_score_zero(response, gold):
+    assert score(response, gold) == 0.0
+
+
+def test_math_no_answer_at_all_scores_zero_and_is_unparsed():
+    result = math_reward(solution_str="Let me think about the apples and the pears.", ground_truth="12")
+    assert (result["score"], result["parsed"]) == (0.0, 0.0)
+
+
 # --- choice ---------------------------------------------------------------------------------
 
 
@@ -153,6 +175,17 @@ def test_choice_gold_that_is_not_an_option_letter_is_rejected(gold):
 def test_choice_option_texts_instead_of_letters_are_rejected():
     with pytest.raises(ValueError, match=r"extra_info\['choices'\]"):
         choice_reward(solution_str="(B)", ground_truth="B", extra_info={"choices": ["bank", "library"]})
+
+
+@pytest.mark.parametrize(
+    "response", ["The answer is (B) or (C).", "The answer is B, C or D.", "Options: (A) bank (B) library (C) school."]
+)
+def test_choice_hedging_or_listing_the_options_scores_zero(response):
+    assert choice_reward(solution_str=response, ground_truth="B")["score"] == 0.0
+
+
+def test_choice_i_choose_names_the_option():
+    assert choice_reward(solution_str="I choose B", ground_truth="B")["score"] == 1.0
 
 
 # --- verl contract --------------------------------------------------------------------------
