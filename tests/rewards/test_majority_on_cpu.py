@@ -137,7 +137,8 @@ def test_responses_vote_through_their_extracted_answers():
 
 
 def test_latex_answers_without_dollars_vote_by_equivalence():
-    responses = [r"The answer is \frac{1}{2}.", "The answer is 0.5.", r"The answer is \dfrac{2}{4}.", "The answer is 1."]
+    answers = [r"\frac{1}{2}", "0.5", r"\dfrac{2}{4}", "1"]
+    responses = [f"The answer is {answer}." for answer in answers]
     vote = majority_vote([answer_for_vote(r) for r in responses])
     assert (vote.label, vote.votes, vote.agrees) == (r"\frac{1}{2}", 3, (True, True, True, False))
 
