@@ -341,7 +341,7 @@ def _last_number(text: str) -> Answer | None:
 _BOXED_LETTER_RE = re.compile(r"[\s(]*(?:\\[A-Za-z]+\s*\{[\s(]*)?(?P<letter>[A-Za-z])(?![A-Za-z])")
 _CHOICE_CUE_RE = re.compile(
     r"\b(?:(?:answer|option|choice)\s*(?:is|would\s+be|should\s+be|will\s+be|:|=)"
-    r"|(?:choose|chose|pick|picked|select|selected|go\s+with))[ \t*_:]*"
+    r"|(?P<verb>choose|chose|pick|picked|select|selected|go\s+with))[ \t*_:]*"
     r"(?:(?:option|choice)\s+)?(?P<open>\(?)[ \t]*(?P<letter>[A-Za-z])\b",
     re.IGNORECASE,
 )
@@ -365,8 +365,9 @@ def _letter_counts(text: str, match: re.Match[str], choices: frozenset[str]) -> 
         return False  # "The answer is A, B or C" names no single option
     if match["open"] or _DELIMITED_RE.match(text, match.end()):
         return True
-    # "The answer is C because ..." names C; "The answer is a bank" and "Answer: A person ..." do not.
-    return letter.isupper() and letter not in "AI"
+    # "The answer is C because ..." names C; "The answer is a bank" and "Answer: A person ..." do not,
+    # but mid-sentence after a verb ("I'd go with A because ...") a capital A is the option.
+    return letter.isupper() and (letter not in "AI" or bool(match.groupdict().get("verb")))
 
 
 def _listing_labels(text: str, labels: list[re.Match[str]]) -> set[int]:
