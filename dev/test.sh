@@ -5,8 +5,14 @@ cd "$(dirname "$0")/.."
 bash dev/setup_venv.sh
 bash dev/setup_vllm_venv.sh  # a real vLLM (CPU) for the server tests, in its own venv
 bash recipes/cpu_smoke/setup_venv.sh > /dev/null  # verl without trl, for verl's trainer on CPU (tests/e2e_cpu)
-# Debian's Chromium opens the compare report's HTML in a test (a no-op when it is installed)
-command -v chromium > /dev/null || { apt-get update -qq && apt-get install -y -qq chromium > /dev/null; }
+# Debian's Chromium opens the compare report's HTML in a test (tests/analysis/test_compare_html_on_cpu.py)
+if ! command -v chromium chromium-browser google-chrome > /dev/null; then
+    if [[ $(id -u) != 0 ]]; then
+        echo "dev/test.sh: the tests need Chromium; install it (sudo apt-get install chromium) or run as root" >&2
+        exit 1
+    fi
+    apt-get update -qq && apt-get install -y -qq chromium > /dev/null
+fi
 # Subprocess tests re-import transformers/verl; let Python keep bytecode so only the first compiles.
 unset PYTHONDONTWRITEBYTECODE
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 WANDB_MODE=disabled

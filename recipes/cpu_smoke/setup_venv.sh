@@ -10,9 +10,9 @@ VENV=${VENV:-.venv-cpu-e2e}
 PYTHON=${PYTHON:-$(command -v python3.11 || command -v python3)}
 TORCH_WHEEL_DIR=${TORCH_WHEEL_DIR:-/opt/wheels}  # where the machine's torch-2.13.0+cpu wheel lies, if any
 
-source dev/uv_venv.sh                            # makes $VENV with uv, sets FIND_LINKS
+source dev/uv_venv.sh                            # makes $VENV with uv, sets FIND_LINKS and TORCH_SPEC
 VIRTUAL_ENV="$VENV" "$VENV/bin/uv" pip install "${FIND_LINKS[@]}" -c constraints-cpu.txt \
-    "torch==2.13.0+cpu" "verl[verl-core]==0.9.1" datasets
+    "$TORCH_SPEC" "verl[verl-core]==0.9.1" datasets
 if "$VENV/bin/python" -c "import trl" 2>/dev/null; then
     echo "error: trl is installed in $VENV; verl 0.9.1's FSDP engine fails beside trl>=1.0" >&2
     exit 1
