@@ -160,7 +160,7 @@ def _first_number(text: str, start: int, end: int, source: str) -> Answer | None
 def _bare_end(text: str, pos: int, stop: int) -> int:
     r"""End of a LaTeX answer written without ``$`` that starts at ``pos``: the first newline,
     sentence end ("." "!" "?" ";" before a space or the end; a decimal point has a digit after it),
-    comma or space before a word of prose (", so ...", " cm"), " (" remark, or closing ``$``,
+    comma or space before a word of prose (", so ...", " cm"), "(" remark in words, or closing ``$``,
     outside braces, brackets and ``\begin{...}`` environments. A currency "$" may open it."""
     depth = environments = 0
     i = pos + 1 if text.startswith("$", pos) else pos
@@ -173,7 +173,7 @@ def _bare_end(text: str, pos: int, stop: int) -> int:
             i = command.end()
             continue
         if char in "{([":
-            if char == "(" and depth == 0 and i > pos and text[i - 1].isspace():
+            if char == "(" and depth == 0 and _PROSE_AFTER_RE.match(text, i + 1):
                 break  # "42 (the number of apples)": a remark, not part of the answer
             depth += 1
         elif char in "})]":
