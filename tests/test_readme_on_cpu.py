@@ -2,7 +2,7 @@
 (each fenced ``bash`` block) runs here, on the test's tiny stand-ins for the user's files.
 
 What a test cannot do on two CPU cores is changed visibly and no more: ``$HOME`` is a temporary
-directory holding a tiny model at the path the README names and a GSM8K file at ``/data/...``'s
+directory holding a tiny model at the path the README names and a MATH folder at ``/data/MATH``'s
 place; a training launch gets ``DRY_RUN=1`` (verl composes and checks the config, nothing trains); a
 ``main_ppo`` launch gets ``--cfg job``; the paper-sized ``rlsf-verl run`` (a 2B model, hours) is
 parsed and its config built and validated, not run. The two set-up commands are what CI and the
@@ -27,9 +27,9 @@ from readme_blocks import bash_commands, fenced_blocks  # noqa: E402  (a helper 
 REPO = Path(rlsf_verl.__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text()
 SETUP_COMMANDS = ["bash dev/run_default.sh", "bash dev/test.sh"]
-GSM8K_LINES = [
-    {"question": "Tom has 3 apples and buys 4 more. How many apples?", "answer": "3 + 4 = 7\n#### 7"},
-    {"question": "A box holds 6 eggs. How many eggs are in 2 boxes?", "answer": "6 * 2 = 12\n#### 12"},
+MATH_LINES = [
+    {"problem": "What is $3 + 4$?", "solution": "$3 + 4 = \\boxed{7}$"},
+    {"problem": "What is $6 \\cdot 2$?", "solution": "$6 \\cdot 2 = \\boxed{12}$"},
 ]
 
 
@@ -56,8 +56,9 @@ def user_home(tmp_path_factory, tiny_model_dir) -> Path:
     home = tmp_path_factory.mktemp("home")
     (home / "models").mkdir()
     (home / "models" / "Qwen2.5-3B").symlink_to(tiny_model_dir, target_is_directory=True)
-    data = home / "gsm8k-train.jsonl"
-    data.write_text("".join(json.dumps(line) + "\n" for line in GSM8K_LINES))
+    (home / "MATH").mkdir()
+    for split in ("train", "test"):
+        (home / "MATH" / f"{split}.jsonl").write_text("".join(json.dumps(line) + "\n" for line in MATH_LINES))
     return home
 
 
@@ -72,7 +73,7 @@ def shell_env(home: Path) -> dict[str, str]:
 
 def as_run_here(command: str, home: Path) -> str:
     """The README command with the stand-ins described in the module docstring."""
-    command = command.replace("/data/gsm8k/train.jsonl", str(home / "gsm8k-train.jsonl"))
+    command = command.replace("/data/MATH", str(home / "MATH"))
     if "bash recipes/" in command and "DRY_RUN=1" not in command:
         command = "DRY_RUN=1 " + command
     if command.startswith("python -m "):
@@ -100,8 +101,8 @@ def test_command_runs_as_written(command, user_home, tmp_path):
     )
     assert result.returncode == 0, f"{command}\n{result.stderr[-3000:]}"
     if "rlsf-verl prepare" in command:
-        assert "train: 2 problems" in result.stdout
-        assert (user_home / "data" / "gsm8k" / "train.parquet").is_file()
+        assert "train: 2 problems" in result.stdout and "test: 2 problems" in result.stdout
+        assert {p.name for p in (user_home / "data" / "math").glob("*.parquet")} == {"train.parquet", "test.parquet"}
     elif "rlsf-verl signals" in command:
         assert {"answer_margin", "self_certainty", "neg_entropy"} <= {
             line.split()[0] for line in result.stdout.splitlines() if line
