@@ -2,15 +2,21 @@ r"""Find the final answer in a generated text: its normalised value and where it
 
 Math answers (``kind="math"``), first rule that finds one wins:
 
-1. ``gsm8k``: the last ``#### N`` line;
+1. ``gsm8k``: the last ``#### <answer>`` line;
 2. ``boxed``: the last balanced ``\boxed{...}`` (or ``\fbox{...}``), nested braces allowed;
 3. ``answer_is``: the last "answer is ..." / "answer: ..." / "final answer ..." cue followed by a
-   ``$...$`` formula or a number on its line (after the sentence's last "=", if any);
-4. ``last_number``: the last number in the text.
+   ``$...$`` / ``\(...\)`` formula or by an answer written without ``$``: a number ("1,200",
+   "$5", "25%"), a LaTeX expression read whole ("-\frac{1}{2}", "2\sqrt{3}", "(3, 4)", "[1, 5)",
+   "10^{3}", matrices, ``\text{}`` units) up to its sentence end, a word of prose, a remark in
+   parentheses or the line end, or a number spelled out in words ("twelve"). A calculation
+   states its result after its last "=" ("12 + 24 = 36" -> 36). Prose after the cue is no answer;
+4. ``last_number``: the last number in the text after the last answer cue ("I had 3 apples and
+   got 9 more. The answer is a dozen." has none: its numbers are working, not the answer).
 
 Spans: ``text[start:end]`` is the answer as written. For numbers it covers everything the value
 was read from, currency and percent signs included ("#### $1,200" -> "$1,200", value "1200");
-for ``\boxed{}`` and ``$...$`` it covers the content, trimmed of surrounding spaces.
+for ``\boxed{}`` and ``$...$`` it covers the content, trimmed of surrounding spaces; a unit word
+after a bare number ("10 cm") is not part of it, a ``\text{ cm}`` unit is.
 
 Choice answers (``kind="choice"``), each tier beats the next and within a tier the last one wins:
 
@@ -20,12 +26,18 @@ Choice answers (``kind="choice"``), each tier beats the next and within a tier t
 4. ``choice``: "option B", "(B)", "B)", "B." — except labels of a listing of the options.
 
 The span covers the letter only. A bare "A"/"I" or a bare lowercase letter after a cue counts
-only when punctuation or the line end follows it, so "The answer is a bank" names no option.
+only when punctuation or the line end follows it, so "The answer is a bank" names no option
+(after a choosing verb a capital "A" counts: "I'd go with A because ..."). A final cue that hedges
+between options ("the answer is B or C") names none.
 
 >>> extract_answer("She has 3 + 4 = 7 apples.\n#### 7")
 Answer(value='7', start=31, end=32, source='gsm8k')
 >>> extract_answer(r"So $x = \boxed{\frac{1}{2}}$.").value
 '\\frac{1}{2}'
+>>> text = r"The answer is -\frac{1}{2}, so the line slopes down."
+>>> answer = extract_answer(text)
+>>> answer.value, text[answer.start : answer.end]
+('-\\frac{1}{2}', '-\\frac{1}{2}')
 >>> extract_answer("A person would go there. The answer is (c).", kind="choice")
 Answer(value='C', start=40, end=41, source='answer_is')
 """
