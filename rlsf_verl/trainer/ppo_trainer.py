@@ -159,6 +159,30 @@ class RLSFTrainer(compat.resolve("PPOTrainerSync")):
         self.load_guard_state()
         return result
 
+    def _compute_reward_colocate(self, batch, metrics: dict | None = None):
+        """verl's colocated reward step (the reward model shares the GPUs), whose batch for the reward
+        managers holds prompts, responses and raw prompts only (trainer_base.py ~1533-1561), given also
+        each sample's :data:`REWARD_INPUT_FIELDS`: a reward function mixed into the RM score needs its
+        ground truth. verl's own method runs; the fields join its batch on the way to the managers."""
+        import transfer_queue as tq
+
+        data = tq.kv_batch_get(
+            keys=batch.keys, partition_id=batch.partition_id, select_fields=list(REWARD_INPUT_FIELDS)
+        )
+        columns = {name: object_column(non_tensor_values(data[name]), name, len(batch)) for name in REWARD_INPUT_FIELDS}
+        manager = self.reward_loop_manager
+        score = manager.compute_rm_score
+
+        def compute_rm_score(rm_input):
+            rm_input.non_tensor_batch.update(columns)
+            return score(rm_input)
+
+        manager.compute_rm_score = compute_rm_score  # this call only: the instance attribute is removed after
+        try:
+            return super()._compute_reward_colocate(batch, metrics)
+        finally:
+            del manager.compute_rm_score
+
     def _rewrite_rewards(self, batch, metrics: dict, rlif: RLIFSettings, group: GroupStepSettings) -> None:
         """Read the batch's rewards (signals, answers) from TransferQueue, rewrite them, put them back."""
         import transfer_queue as tq
@@ -199,6 +223,26 @@ class RLSFTrainer(compat.resolve("PPOTrainerSync")):
         fields = compat.resolve("tensordict_utils").get_tensordict({"rm_scores": nested})
         tq.kv_batch_put(keys=batch.keys, partition_id=batch.partition_id, fields=fields)
         metrics.update(new_metrics)
+
+
+# What verl's reward managers read of a sample besides its tokens (verl's naive manager and rlsf-verl's
+# read_trajectory alike); verl's agent loop stores each of them with every trajectory.
+REWARD_INPUT_FIELDS = ("data_source", "reward_model", "extra_info", "uid")
+
+
+def object_column(values: list, name: str, rows: int):
+    """``values`` as the numpy object array a ``DataProto`` keeps a non-tensor column in, one per row.
+
+    >>> object_column([{"ground_truth": "4"}], "reward_model", 1)[0]
+    {'ground_truth': '4'}
+    """
+    import numpy as np
+
+    if len(values) != rows:
+        raise ValueError(f"{name}: {len(values)} values read from TransferQueue for {rows} samples")
+    column = np.empty(rows, dtype=object)
+    column[:] = values
+    return column
 
 
 def padding_flags(batch) -> list[bool]:
