@@ -153,13 +153,11 @@ def test_docstring_examples_run():
 
 
 @pytest.mark.parametrize("mode", ["colocate_async", "separate_async"])
-def test_an_async_trainer_mode_is_refused_naming_the_field(mode):
+def test_an_async_trainer_mode_is_refused_naming_the_field(compose_ppo_trainer, mode):
     """rlsf-verl's runner builds verl's sync trainer whatever ``trainer.v1.trainer_mode`` says, and verl
     switches its replay buffer and weight sync on that field: an async mode would run neither as asked."""
     from rlsf_verl.config_check import check_config
-    from rlsf_verl.reward_loop import compose_config
 
-    config = compose_config(["actor_rollout_ref.model.path=/models/policy", f"trainer.v1.trainer_mode={mode}"])
     with pytest.raises(ValueError, match=f"^trainer.v1.trainer_mode={mode}: .*trainer.v1.trainer_mode=sync"):
-        check_config(config)
-    check_config(compose_config(["actor_rollout_ref.model.path=/models/policy", "trainer.v1.trainer_mode=sync"]))
+        check_config(compose_ppo_trainer(f"trainer.v1.trainer_mode={mode}"))
+    check_config(compose_ppo_trainer("trainer.v1.trainer_mode=sync"))
