@@ -75,6 +75,7 @@ class Session:
     home: Path
     user: Path  # where the README's /data/... and /models/... point here
     written: list[Path] = field(default_factory=list)
+    on_disk: list[Path] = field(default_factory=list)  # the part of `written` that commands run here wrote
     to_be_written: set[Path] = field(default_factory=set)  # by some command of this README
 
     def here(self, command: str) -> str:
@@ -94,6 +95,8 @@ class Session:
             f"`{command}` reads {path}, which no earlier command of the README writes "
             f"(written so far: {[str(w) for w in self.written]})"
         )
+        if any(path.is_relative_to(w) for w in self.on_disk):
+            assert path.exists(), f"`{command}` reads {path}: an earlier command was to write it, but it is not there"
 
 
 def words_and_env(command: str) -> tuple[list[str], dict[str, str]]:
@@ -171,6 +174,7 @@ def run_command(command: str, session: Session, tmp_path: Path) -> None:
         outputs = [Path(option(words, "--out")) / f"{split}.parquet" for split in splits]
         assert all(p.is_file() for p in outputs), f"`{command}` did not write {outputs}"
         session.written += outputs
+        session.on_disk += outputs
     elif words[0].endswith("rlsf-verl") and words[1] == "signals":
         assert main(words[1:]) == 0, command
     elif words[0].endswith("rlsf-verl") and words[1] == "run":
