@@ -71,11 +71,17 @@ def run_in(venv: Path, code: str, cwd: Path) -> subprocess.CompletedProcess:
     )
 
 
-def test_wheel_holds_the_package_and_its_hydra_overlays(wheel):
-    names = zipfile.ZipFile(wheel).namelist()
-    assert "rlsf_verl/plugin.py" in names and "rlsf_verl/config/rlsf_trainer.yaml" in names
-    assert any(re.fullmatch(r"rlsf_verl/config/rlsf_reward/\w+\.yaml", name) for name in names)
-    assert not any(name.startswith(("tests/", "recipes/", "reward_fns/")) for name in names)
+def test_wheel_holds_every_file_of_the_package_and_nothing_else_of_the_repository(wheel):
+    names = {name for name in zipfile.ZipFile(wheel).namelist() if ".dist-info/" not in name}
+    package = {
+        str(path.relative_to(REPO))
+        for path in (REPO / "rlsf_verl").rglob("*")
+        if path.is_file() and "__pycache__" not in path.parts
+    }
+    assert "rlsf_verl/config/rlsf_trainer.yaml" in package
+    # a template or overlay left out of [tool.setuptools.package-data] would be missing from an install
+    assert sorted(package - names) == [], "add these to [tool.setuptools.package-data] in pyproject.toml"
+    assert sorted(names - package) == []
 
 
 def test_wheel_takes_verls_transformers_range_and_pins_its_gpu_extra(wheel):
