@@ -153,6 +153,11 @@ def boxed_contents(text: str) -> list[tuple[int, int]]:
 
 _ANSWER_CUE_RE = re.compile(r"\b(?:final\s+answer|answer)\s*(?:is|would\s+be|should\s+be|will\s+be|:|=)", re.IGNORECASE)
 _CUE_FILLER_RE = re.compile(r"[\s*_:]*")
+_LINE_FILLER_RE = re.compile(r"[ \t*_:]*")
+# Longer than any final answer written without $ (a 3x3 matrix of fractions is ~150 characters);
+# bounds the work per cue, so a degenerate output with thousands of cues stays linear.
+_MAX_BARE_CHARS = 400
+_CURRENCY_START_RE = re.compile("[-+\u2212]?\\$")
 _OPEN_MATH_RE = re.compile(r"\$\$|\$|\\\(|\\\[")
 _CLOSE_MATH = {"$$": "$$", "$": "$", "\\(": "\\)", "\\[": "\\]"}
 _COMMAND_RE = re.compile(r"\\(?:[A-Za-z]+|.)", re.DOTALL)
@@ -169,17 +174,21 @@ def _first_number(text: str, start: int, end: int, source: str) -> Answer | None
     return None
 
 
-def _bare_end(text: str, pos: int, stop: int) -> int:
+def _bare_end(text: str, pos: int, stop: int) -> int | None:
     r"""End of a LaTeX answer written without ``$`` that starts at ``pos``: the first newline,
     sentence end ("." "!" "?" ";" before a space or the end; a decimal point has a digit after it),
     comma or space before a word of prose (", so ...", " cm"), "(" remark in words, or closing ``$``,
-    outside braces, brackets and ``\begin{...}`` environments. A currency "$" may open it."""
+    outside braces, brackets and ``\begin{...}`` environments. A currency "$" may open it.
+    None when ``stop`` comes first inside an unclosed brace or environment (output cut off)."""
     depth = environments = 0
-    i = pos + 1 if text.startswith("$", pos) else pos
+    currency = _CURRENCY_START_RE.match(text, pos, stop)  # "$5", "-$5"
+    i = currency.end() if currency else pos
     while i < stop:
         char = text[i]
         if char == "\\":
-            command = _COMMAND_RE.match(text, i)
+            command = _COMMAND_RE.match(text, i, stop)
+            if command is None:  # a lone backslash at the end
+                break
             name = command.group()
             environments += (name == "\\begin") - (name == "\\end" and environments > 0)
             i = command.end()
@@ -199,7 +208,7 @@ def _bare_end(text: str, pos: int, stop: int) -> int:
             if char in ", \t" and _PROSE_AFTER_RE.match(text, i + 1):
                 break
         i += 1
-    return i
+    return i if depth == 0 and environments == 0 else None
 
 
 def _bare_answer(text: str, pos: int, stop: int, source: str) -> Answer | None:
@@ -209,7 +218,10 @@ def _bare_answer(text: str, pos: int, stop: int, source: str) -> Answer | None:
     spelled = _spelled_number(text, pos, stop)
     if spelled:
         return Answer(spelled[0], spelled[1], spelled[2], source)
-    end = _bare_end(text, pos, stop)
+    cap = pos + _MAX_BARE_CHARS
+    end = _bare_end(text, pos, min(stop, cap))
+    if end is None or end >= cap:
+        return None  # cut off, or no end in sight: degenerate output, not an answer
     while end > pos and text[end - 1] in _TRAILING_MARKUP + ",:":
         end -= 1
     start = pos
@@ -274,13 +286,22 @@ def _spelled_number(text: str, pos: int, stop: int) -> tuple[str, int, int] | No
 
 
 def _gsm8k(text: str) -> Answer | None:
-    for marker in reversed(list(re.finditer("####", text))):
-        pos = _CUE_FILLER_RE.match(text, marker.end()).end()
-        answer = _bare_answer(text, pos, _line_end(text, pos), "gsm8k")
-        answer = answer or _first_number(text, marker.end(), _line_end(text, marker.end()), "gsm8k")
+    # The last marker of each line only, so a degenerate line of "####" is read once, not once per marker.
+    markers = {_line_end(text, m.end()): m.end() for m in re.finditer("####", text)}
+    for line_end, marker_end in sorted(markers.items(), reverse=True):
+        pos = _LINE_FILLER_RE.match(text, marker_end).end()
+        answer = _bare_answer(text, pos, line_end, "gsm8k")
+        if answer is None and _starts_with_prose(text, pos, line_end):  # "#### The total is 72"
+            answer = _first_number(text, marker_end, line_end, "gsm8k")
         if answer:
             return answer
     return None
+
+
+def _starts_with_prose(text: str, pos: int, line_end: int) -> bool:
+    """Whether words, or nothing, follow ``pos`` on its line. Anything else after a cue that could
+    not be read is a broken answer ("\\frac{1}{" cut off): its first number must not stand in."""
+    return pos >= line_end or _PROSE_WORD_RE.match(text, pos) is not None
 
 
 def _boxed_math(text: str) -> Answer | None:
@@ -338,9 +359,14 @@ def _answer_is_math(text: str) -> Answer | None:
 
 def _last_number(text: str) -> Answer | None:
     # Numbers before a stated but unreadable answer are working: "I had 3 apples and got 9 more.
-    # The answer is a dozen." has no answer, not 9.
-    cues = list(_ANSWER_CUE_RE.finditer(text))
-    numbers = list(find_numbers(text, cues[-1].end() if cues else 0))
+    # The answer is a dozen." has no answer, not 9; nor has "The answer is \frac{1}{" (cut off), not 1.
+    cue_ends = [m.end() for m in _ANSWER_CUE_RE.finditer(text)] + [m.end() for m in re.finditer("####", text)]
+    last_cue = max(cue_ends, default=0)
+    if cue_ends:
+        pos = _LINE_FILLER_RE.match(text, last_cue).end()
+        if not _starts_with_prose(text, pos, _line_end(text, pos)):
+            return None
+    numbers = list(find_numbers(text, last_cue))
     if not numbers:
         return None
     value, start, end = numbers[-1]

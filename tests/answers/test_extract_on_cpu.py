@@ -369,3 +369,25 @@ def test_choice_hedging_between_options_names_none(text):
 def test_choice_usual_forms_name_the_option(text):
     answer = extract_answer(text, kind="choice")
     assert (answer.value, span(text, answer).upper()) == ("C", "C")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        r"The answer is \frac{1}{",
+        "The answer is (3, 4",
+        r"The answer is \begin{pmatrix} 1",
+        "#### \\frac{1}{",
+        "Answer: -",
+    ],
+)
+def test_an_answer_cut_off_by_the_length_limit_is_no_answer_not_its_first_number(text):
+    assert extract_answer(text) is None
+
+
+@pytest.mark.parametrize(
+    "text", ["#### " * 5000 + "(", "answer=#" * 5000, "The answer is \\frac{" * 3000, "answer: (" * 3000]
+)
+def test_degenerate_outputs_with_thousands_of_cues_have_no_answer(text):
+    # Bounded work per cue keeps these linear; before the bound the first one took over a minute.
+    assert extract_answer(text) is None
