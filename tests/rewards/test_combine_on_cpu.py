@@ -174,6 +174,7 @@ def test_term_keywords_cannot_replace_the_sample():
     [
         ("format.py", {}, 1.0),
         ("length.py", {"max_chars": 10}, -1.0),
+        ("boxed_format.py", {"penalty": 2.0}, -2.0),
         ("weighted.py", {"weights": OmegaConf.create({"rlvr_math": 1.0, "format": 0.5})}, 1.5),
     ],
 )
