@@ -1,5 +1,8 @@
 """Compare runs side by side: verl training runs (RLIF, RLVR, RLSF-PPO) and RLSF pipeline runs.
 
+This module runs the comparison; the jobs live apart: reading runs in :mod:`rlsf_verl.analysis.runs`,
+summarising them in :mod:`rlsf_verl.analysis.summary`, Markdown, HTML and PNG in :mod:`rlsf_verl.analysis.render`.
+
 What each run directory may hold (anything missing shows as "n/a" in the report):
 
 - a verl metric log: the JSONL that verl's ``FileLogger`` writes (``trainer.logger=[console,file]``),
@@ -36,524 +39,53 @@ the collapse guard fired (``rlif/guard/fired == 1``).
 
 from __future__ import annotations
 
-import html
-import json
-import math
 import os
-import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from rlsf_verl.analysis.calibration import CalibrationReport, calibration_report, reliability_diagram
-from rlsf_verl.io import atomic_write_file, atomic_write_json, atomic_write_text
-
-PIPELINE_STAGES = ("before", "after")  # the RLSF pipeline's eval/<stage>.jsonl files
-
-# Metric-log series: name -> (title, keys in order of preference; a run uses the first it logs).
-LOG_SERIES: dict[str, tuple[str, tuple[str, ...]]] = {
-    "train_score": ("train score (critic/score/mean)", ("critic/score/mean",)),
-    "entropy": ("entropy", ("rlif/entropy/mean", "actor/entropy")),
-    "self_certainty": ("self-certainty", ("rlif/self_certainty/mean",)),
-    "response_length": ("response length (tokens)", ("response_length/mean",)),
-}
-GUARD_KEY = "rlif/guard/fired"
-# verl's validation metric of a single data source, for runs logged without validation dumps.
-_VAL_ACC = re.compile(r"^val-core/(?P<source>.+)/acc/mean@\d+$")
-
-
-@dataclass(frozen=True)
-class CompareSettings:
-    """Where to look inside each run directory and how to bin confidences."""
-
-    validation_dir: str = "validation"  # trainer.validation_data_dir, relative to the run directory
-    metrics: str | None = None  # the metric log, relative to the run directory; None: find it
-    confidence_key: str = "confidence"  # validation-dump column holding a confidence in [0, 1]
-    n_bins: int = 10
-
-    def __post_init__(self) -> None:
-        if isinstance(self.n_bins, bool) or not isinstance(self.n_bins, int) or self.n_bins < 1:
-            raise ValueError(f"n_bins must be an int >= 1, got {self.n_bins!r}; the usual choice is 10")
-        if not self.confidence_key:
-            raise ValueError("confidence_key is empty: name the validation-dump column with the confidence")
-
-
-@dataclass(frozen=True)
-class EvalPoint:
-    """Metrics of one evaluated set of answers: a validation step, or the pipeline's before/after."""
-
-    label: str
-    step: int | None
-    n: int | None  # None when the numbers come from the metric log, not from per-answer rows
-    correctness: str  # what accuracy counts: "acc", "score > 0", "correct" (pipeline) or the log key
-    accuracy: float | None
-    score_mean: float | None
-    no_answer_rate: float | None
-    calibration: CalibrationReport | None
-
-    def to_dict(self) -> dict:
-        names = ("label", "step", "n", "correctness", "accuracy", "score_mean", "no_answer_rate")
-        out = {k: getattr(self, k) for k in names}
-        out["calibration"] = self.calibration.to_dict() if self.calibration else None
-        return out
-
-
-@dataclass
-class Run:
-    """Everything read from one run (a pipeline directory gives two of these)."""
-
-    name: str
-    path: Path
-    source: str  # "verl" or "rlsf-pipeline"
-    metrics_file: Path | None = None
-    validation_dir: Path | None = None
-    log: dict[int, dict[str, float]] = field(default_factory=dict)
-    evals: list[EvalPoint] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def last_eval(self) -> EvalPoint | None:
-        return self.evals[-1] if self.evals else None
-
-    def series(self, name: str) -> tuple[str | None, list[tuple[int, float]]]:
-        """``(key used, [(step, value), ...])`` of a :data:`LOG_SERIES` entry."""
-        for key in LOG_SERIES[name][1]:
-            points = [(step, data[key]) for step, data in sorted(self.log.items()) if key in data]
-            if points:
-                return key, points
-        return None, []
-
-    def guard_steps(self) -> list[int] | None:
-        """Steps where the collapse guard fired; None when the log has no guard metric at all."""
-        if not any(GUARD_KEY in data for data in self.log.values()):
-            return None
-        return [step for step, data in sorted(self.log.items()) if data.get(GUARD_KEY) == 1]
-
-
-# -- reading ---------------------------------------------------------------------------------------
-
-
-def _first_row(path: Path) -> Any:
-    with open(path, encoding="utf-8") as handle:
-        for line in handle:
-            if line.strip():
-                try:
-                    return json.loads(line)
-                except json.JSONDecodeError:
-                    return None
-    return None
-
-
-def _is_metric_log(path: Path) -> bool:
-    row = _first_row(path)
-    return isinstance(row, dict) and set(row) == {"step", "data"}
-
-
-def find_metric_log(run_dir: str | os.PathLike, metrics: str | None = None) -> Path | None:
-    """The verl ``FileLogger`` JSONL of ``run_dir`` (see the module docstring), or None if it has none.
-
-    >>> find_metric_log("/tmp/rlsf-compare-doc/rlvr").name
-    'metrics.jsonl'
-    """
-    run_dir = Path(run_dir)
-    if metrics is not None:
-        path = run_dir / metrics
-        if not path.is_file():
-            raise ValueError(f"metrics={metrics!r}: {path} does not exist; give the metric log's path inside the run")
-        return path
-    found = [p for p in sorted(run_dir.glob("*.jsonl")) + sorted(run_dir.glob("*/*.jsonl")) if _is_metric_log(p)]
-    if len(found) > 1:
-        names = ", ".join(str(p.relative_to(run_dir)) for p in found)
-        raise ValueError(f"run {run_dir}: several verl metric logs ({names}); choose one with --metrics <path>")
-    return found[0] if found else None
-
-
-def read_metric_log(path: str | os.PathLike) -> dict[int, dict[str, float]]:
-    """``{step: {metric: value}}`` of a ``FileLogger`` JSONL; lines of one step are merged, later wins.
-
-    Only finite numbers are kept (verl logs NaN as null, and some entries are text).
-    """
-    path = Path(path)
-    log: dict[int, dict[str, float]] = {}
-    for lineno, row in _json_lines(path):
-        step, data = (row.get("step"), row.get("data")) if isinstance(row, dict) else (None, None)
-        if isinstance(step, bool) or not isinstance(step, int) or not isinstance(data, dict):
-            expected = 'verl\'s {"step": <int>, "data": {...}}'
-            raise ValueError(f"{path}:{lineno}: expected {expected}, got {row!r:.80}")
-        values = log.setdefault(step, {})
-        for key, value in data.items():
-            if isinstance(value, int | float) and math.isfinite(value):
-                values[key] = float(value)
-    return log
-
-
-def _json_lines(path: Path) -> list[tuple[int, Any]]:
-    """``(line number, parsed JSON)`` of each non-blank line."""
-    out = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if line.strip():
-            try:
-                out.append((lineno, json.loads(line)))
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{path}:{lineno}: not JSON ({err.msg})") from None
-    return out
-
-
-def _read_rows(path: Path) -> list[dict]:
-    rows = []
-    for lineno, row in _json_lines(path):
-        if not isinstance(row, dict):
-            raise ValueError(f"{path}:{lineno}: expected a JSON object per line, got {row!r:.80}")
-        rows.append(row)
-    return rows
-
-
-def _binary(value: Any, where: str) -> bool:
-    if value in (0, 1):
-        return bool(value)
-    raise ValueError(f"{where} = {value!r} is not a 0/1 correctness flag")
-
-
-def _calibration(
-    confidences: list[Any], correct: list[bool], key: str, n_bins: int, notes: list[str]
-) -> CalibrationReport | None:
-    """Calibration of the rows that have a confidence; a reason in ``notes`` when there is none."""
-    pairs = [(c, ok) for c, ok in zip(confidences, correct, strict=True) if c is not None]
-    if not pairs:
-        notes.append(f"no {key!r} values, calibration n/a")
-        return None
-    if len(pairs) < len(correct):
-        notes.append(f"{len(correct) - len(pairs)} of {len(correct)} rows lack {key!r}; calibrated the rest")
-    outside = [c for c, _ in pairs if not (isinstance(c, int | float) and 0.0 <= c <= 1.0)]
-    if outside:
-        notes.append(
-            f"{key!r} is not a probability (e.g. {outside[0]!r} outside [0, 1]), calibration n/a; "
-            "use a signal in [0, 1] such as answer_margin"
-        )
-        return None
-    return calibration_report([c for c, _ in pairs], [ok for _, ok in pairs], n_bins=n_bins)
-
-
-def _no_answer_rate(rows: list[dict]) -> float | None:
-    if any("no_answer" in row for row in rows):
-        return sum(row.get("no_answer") in (1, True) for row in rows) / len(rows)
-    if any("pred" in row for row in rows):
-        return sum(row.get("pred") in ("", None) for row in rows) / len(rows)
-    return None
-
-
-def validation_point(path: str | os.PathLike, settings: CompareSettings, notes: list[str]) -> EvalPoint | None:
-    """The :class:`EvalPoint` of one verl validation dump ``<step>.jsonl``; None (with a note) if empty.
-
-    What could not be measured is said in ``notes``.
-    """
-    path = Path(path)
-    rows = _read_rows(path)
-    if not rows:
-        notes.append("empty validation dump, skipped")
-        return None
-    scores, correct = [], []
-    uses_acc = any(row.get("acc") is not None for row in rows)
-    for i, row in enumerate(rows, start=1):
-        score = row.get("score")
-        if isinstance(score, bool) or not isinstance(score, int | float):
-            raise ValueError(f"{path} row {i}: 'score' = {score!r}; verl's validation dumps hold a number per row")
-        scores.append(float(score))
-        correct.append(_binary(row.get("acc"), f"{path} row {i}: 'acc'") if uses_acc else score > 0)
-    step = int(path.stem)
-    key = settings.confidence_key
-    return EvalPoint(
-        label=f"step {step}",
-        step=step,
-        n=len(rows),
-        correctness="acc" if uses_acc else "score > 0",
-        accuracy=sum(correct) / len(rows),
-        score_mean=sum(scores) / len(rows),
-        no_answer_rate=_no_answer_rate(rows),
-        calibration=_calibration([row.get(key) for row in rows], correct, key, settings.n_bins, notes),
-    )
-
-
-def _log_accuracy(run: Run) -> EvalPoint | None:
-    """The last validation accuracy in the metric log, for runs without dumps (one data source only)."""
-    for step in sorted(run.log, reverse=True):
-        keys = [key for key in run.log[step] if _VAL_ACC.match(key)]
-        if len(keys) == 1:
-            return EvalPoint(f"step {step}", step, None, keys[0], run.log[step][keys[0]], None, None, None)
-        if len(keys) > 1:
-            run.notes.append(f"step {step}: validation accuracy of several data sources in the log, not combined")
-            return None
-    return None
-
-
-def read_verl_run(run_dir: str | os.PathLike, name: str, settings: CompareSettings) -> Run:
-    """A verl run: its metric log and validation dumps, whichever exist."""
-    run = Run(name=name, path=Path(run_dir), source="verl")
-    run.metrics_file = find_metric_log(run.path, settings.metrics)
-    if run.metrics_file is not None:
-        run.log = read_metric_log(run.metrics_file)
-    dumps_dir = run.path / settings.validation_dir
-    dumps = sorted((p for p in dumps_dir.glob("*.jsonl") if p.stem.isdigit()), key=lambda p: int(p.stem))
-    if dumps:
-        run.validation_dir = dumps_dir
-        steps_by_note: dict[str, list[str]] = {}  # one line per note, listing the steps it applies to
-        for dump in dumps:
-            notes: list[str] = []
-            if (point := validation_point(dump, settings, notes)) is not None:
-                run.evals.append(point)
-            for note in notes:
-                steps_by_note.setdefault(note, []).append(dump.stem)
-        run.notes += [f"step{'s' if len(s) > 1 else ''} {', '.join(s)}: {note}" for note, s in steps_by_note.items()]
-        if run.last_eval and run.last_eval.correctness == "score > 0":
-            run.notes.append("no 'acc' column in the validation dumps: accuracy is the share of score > 0")
-    elif (point := _log_accuracy(run)) is not None:
-        run.evals = [point]
-        run.notes.append(f"no validation dumps in {dumps_dir}: accuracy from the metric log, calibration n/a")
-    if run.metrics_file is None and not dumps:
-        raise ValueError(
-            f'run {run.path}: nothing to compare; expected a verl metric log (a *.jsonl of {{"step", "data"}} '
-            f"lines, e.g. metrics.jsonl, from trainer.logger=[console,file]), validation dumps "
-            f"({settings.validation_dir}/<step>.jsonl, from trainer.validation_data_dir) or an RLSF pipeline "
-            f"run (eval/before.jsonl, from rlsf-verl run)"
-        )
-    return run
-
-
-def read_pipeline_run(run_dir: str | os.PathLike, name: str, settings: CompareSettings) -> list[Run]:
-    """An RLSF pipeline run directory as two runs, ``<name>:before`` and ``<name>:after``."""
-    run_dir = Path(run_dir)
-    runs = []
-    for stage in PIPELINE_STAGES:
-        path = run_dir / "eval" / f"{stage}.jsonl"
-        if not path.exists():
-            continue
-        run = Run(name=f"{name}:{stage}", path=run_dir, source="rlsf-pipeline")
-        rows = _read_rows(path)
-        if not rows:
-            raise ValueError(f"{path} is empty; re-run `rlsf-verl run --from-stage evaluate` for {run_dir}")
-        correct = [_binary(row.get("correct"), f"{path} row {i}: 'correct'") for i, row in enumerate(rows, start=1)]
-        # Confidence is the pipeline's own (its PipelineConfig.signal), whatever confidence_key says.
-        calibration = _calibration(
-            [row.get("confidence") for row in rows], correct, "confidence", settings.n_bins, run.notes
-        )
-        run.evals = [
-            EvalPoint(
-                stage, None, len(rows), "correct", sum(correct) / len(rows), None, _no_answer_rate(rows), calibration
-            )
-        ]
-        runs.append(run)
-    return runs
-
-
-def is_pipeline_run(run_dir: str | os.PathLike) -> bool:
-    """True for an ``rlsf-verl run`` directory with an evaluation (``eval/before.jsonl``)."""
-    return (Path(run_dir) / "eval" / "before.jsonl").is_file()
-
-
-def load_runs(
-    run_dirs: Sequence[str | os.PathLike], names: Sequence[str] | None = None, settings: CompareSettings | None = None
-) -> list[Run]:
-    """Read every run directory (verl or RLSF pipeline), named by ``names`` or by the directory names."""
-    settings = settings or CompareSettings()
-    if not run_dirs:
-        raise ValueError("no run directories given")
-    paths = [Path(d) for d in run_dirs]
-    if names is None:
-        names = [p.resolve().name for p in paths]
-    elif len(names) != len(paths):
-        raise ValueError(f"--names has {len(names)} names for {len(paths)} run directories; give one per run")
-    if any(not n for n in names):
-        raise ValueError(f"names {list(names)!r}: every run needs a non-empty name")
-    if len(set(names)) != len(names):
-        raise ValueError(f"two runs share a name ({', '.join(names)}); tell them apart with --names a,b,...")
-    runs: list[Run] = []
-    for path, name in zip(paths, names, strict=True):
-        if not path.is_dir():
-            raise ValueError(f"run directory {path} does not exist")
-        if is_pipeline_run(path):
-            runs.extend(read_pipeline_run(path, name, settings))
-        else:
-            runs.append(read_verl_run(path, name, settings))
-    return runs
-
-
-# -- summarising and writing -----------------------------------------------------------------------
-
-
-def summarise(run: Run) -> dict:
-    """The JSON entry of one run: its last evaluation, last log values, guard events, curves, notes."""
-    final = {}
-    for name in LOG_SERIES:
-        key, points = run.series(name)
-        final[name] = {"key": key, "step": points[-1][0], "value": points[-1][1]} if points else None
-    curves = {name: [list(p) for p in run.series(name)[1]] for name in LOG_SERIES}
-    curves["accuracy"] = [[e.step, e.accuracy] for e in run.evals if e.step is not None and e.accuracy is not None]
-    curves["ece"] = [[e.step, e.calibration.ece] for e in run.evals if e.step is not None and e.calibration]
-    return {
-        "name": run.name,
-        "path": str(run.path),
-        "source": run.source,
-        "metrics_file": str(run.metrics_file) if run.metrics_file else None,
-        "validation_dir": str(run.validation_dir) if run.validation_dir else None,
-        "eval": run.last_eval.to_dict() if run.last_eval else None,
-        "evals": [e.to_dict() for e in run.evals],
-        "final": final,
-        "guard_steps": run.guard_steps(),
-        "curves": {name: points for name, points in curves.items() if points},
-        "notes": list(run.notes),
-    }
-
-
-CURVE_TITLES = {
-    "train_score": LOG_SERIES["train_score"][0],
-    "accuracy": "validation accuracy",
-    "ece": "validation ECE",
-    **{name: LOG_SERIES[name][0] for name in ("entropy", "self_certainty", "response_length")},
-}
-COLUMNS = (
-    "run",
-    "source",
-    "eval",
-    "n",
-    "accuracy",
-    "val score",
-    "ECE",
-    "Brier",
-    "AUROC",
-    "mean conf",
-    "no-answer",
-    "train score",
-    "entropy",
-    "self-certainty",
-    "resp. length",
-    "guard fired",
+from rlsf_verl.analysis.calibration import reliability_diagram
+from rlsf_verl.analysis.render import format_html, format_markdown, write_curve
+from rlsf_verl.analysis.runs import (
+    GUARD_KEY,
+    LOG_SERIES,
+    PIPELINE_STAGES,
+    CompareSettings,
+    EvalPoint,
+    Run,
+    find_metric_log,
+    is_pipeline_run,
+    load_runs,
+    read_metric_log,
+    read_pipeline_run,
+    read_verl_run,
+    validation_point,
 )
+from rlsf_verl.analysis.summary import COLUMNS, CURVE_TITLES, summarise, table_row
+from rlsf_verl.io import atomic_write_json, atomic_write_text
 
-
-def _fmt(value: float | None, digits: int = 3) -> str:
-    return "n/a" if value is None else f"{value:.{digits}f}"
-
-
-def table_row(entry: dict) -> list[str]:
-    """The cells of one run in the comparison table (:data:`COLUMNS`), "n/a" where a piece is missing."""
-    ev = entry["eval"] or {}
-    cal = ev.get("calibration") or {}
-    final = entry["final"]
-    guard = entry["guard_steps"]
-    if guard is None:
-        guard_cell = "n/a"
-    else:
-        steps = ", ".join(map(str, guard))
-        guard_cell = str(len(guard)) + (f" (step{'s' if len(guard) > 1 else ''} {steps})" if guard else "")
-    last = {name: (final[name] or {}).get("value") for name in final}
-    return [
-        entry["name"],
-        entry["source"],
-        ev.get("label", "n/a"),
-        "n/a" if ev.get("n") is None else str(ev["n"]),
-        _fmt(ev.get("accuracy")),
-        _fmt(ev.get("score_mean")),
-        _fmt(cal.get("ece")),
-        _fmt(cal.get("brier")),
-        _fmt(cal.get("auroc")),
-        _fmt(cal.get("mean_confidence")),
-        _fmt(ev.get("no_answer_rate")),
-        _fmt(last["train_score"]),
-        _fmt(last["entropy"]),
-        _fmt(last["self_certainty"]),
-        _fmt(last["response_length"], 1),
-        guard_cell,
-    ]
-
-
-def _write_curve(path: Path, metric: str, entries: list[dict]) -> None:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(6.4, 4.0), layout="constrained")
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    guard_labelled = False
-    for entry in entries:
-        points = entry["curves"].get(metric)
-        if not points:
-            continue
-        steps, values = zip(*points, strict=True)
-        (line,) = ax.plot(steps, values, marker="o", markersize=3, label=entry["name"])
-        for step in entry["guard_steps"] or ():
-            ax.axvline(
-                step,
-                color=line.get_color(),
-                linestyle=":",
-                alpha=0.7,
-                label=None if guard_labelled else "collapse guard fired",
-            )
-            guard_labelled = True
-    ax.set(title=CURVE_TITLES[metric], xlabel="step")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize="small")
-    atomic_write_file(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
-
-
-def format_markdown(report: dict, with_plots: bool = True) -> str:
-    """``report.md``: the comparison table, notes, and (``with_plots``) the plots as image links."""
-    lines = ["# Run comparison", "", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(table_row(entry)) + " |" for entry in report["runs"]]
-    lines += [
-        "",
-        "Evaluation at each run's last validation step (pipeline runs: before/after DPO); log metrics "
-        "at the last step that logged them. n/a: not in the run's files.",
-    ]
-    notes = [f"- {entry['name']}: {note}" for entry in report["runs"] for note in entry["notes"]]
-    if notes:
-        lines += ["", "## Notes", "", *notes]
-    plots = report["plots"]
-    if with_plots and (plots["curves"] or plots["reliability"]):
-        lines += ["", "## Plots", ""]
-        lines += [f"![{CURVE_TITLES[m]}]({f})" for m, f in plots["curves"].items()]
-        if plots["reliability"]:
-            lines.append(f"![reliability diagrams]({plots['reliability']})")
-    return "\n".join(lines) + "\n"
-
-
-_CSS = """body{font-family:sans-serif;margin:24px;color:#222}table{border-collapse:collapse;font-size:13px}
-th,td{border:1px solid #bbb;padding:4px 8px;text-align:right}th{background:#f0f0f0}
-td:first-child,td:nth-child(2),td:nth-child(3){text-align:left}.plots img{max-width:640px;margin:4px}
-.wide img{max-width:100%}"""
-
-
-def format_html(report: dict) -> str:
-    """``report.html``: one page with the table, the notes and the PNGs (relative links, same folder)."""
-    esc = html.escape
-    head = "".join(f"<th>{esc(c)}</th>" for c in COLUMNS)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{esc(cell)}</td>" for cell in table_row(entry)) + "</tr>" for entry in report["runs"]
-    )
-    notes = "".join(
-        f"<li>{esc(entry['name'])}: {esc(note)}</li>" for entry in report["runs"] for note in entry["notes"]
-    )
-    curves = "".join(f'<img src="{esc(f)}" alt="{esc(CURVE_TITLES[m])}">' for m, f in report["plots"]["curves"].items())
-    reliability = report["plots"]["reliability"]
-    parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8"><title>Run comparison</title>',
-        f"<style>{_CSS}</style></head><body>",
-        "<h1>Run comparison</h1>",
-        f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>",
-        "<p>Evaluation at each run's last validation step (pipeline runs: before/after DPO); log metrics at the "
-        "last step that logged them. n/a: not in the run's files.</p>",
-    ]
-    if notes:
-        parts.append(f"<h2>Notes</h2><ul>{notes}</ul>")
-    if curves:
-        parts.append(f'<h2>Curves</h2><div class="plots">{curves}</div>')
-    if reliability:
-        parts.append(
-            f'<h2>Reliability</h2><div class="wide"><img src="{esc(reliability)}" alt="reliability diagrams"></div>'
-        )
-    parts.append("</body></html>")
-    return "\n".join(parts) + "\n"
+# Importable from here as before the split (the CLI, examples and users do).
+__all__ = [
+    "COLUMNS",
+    "CURVE_TITLES",
+    "GUARD_KEY",
+    "LOG_SERIES",
+    "PIPELINE_STAGES",
+    "CompareSettings",
+    "EvalPoint",
+    "Run",
+    "compare_runs",
+    "find_metric_log",
+    "format_html",
+    "format_markdown",
+    "is_pipeline_run",
+    "load_runs",
+    "read_metric_log",
+    "read_pipeline_run",
+    "read_verl_run",
+    "summarise",
+    "table_row",
+    "validation_point",
+]
 
 
 def compare_runs(
@@ -575,7 +107,7 @@ def compare_runs(
     for metric in CURVE_TITLES:
         if any(metric in entry["curves"] for entry in entries):
             curves[metric] = f"curve_{metric}.png"
-            _write_curve(out / curves[metric], metric, entries)
+            write_curve(out / curves[metric], metric, entries)
     for stale in out.glob("curve_*.png"):  # from an earlier report over other runs
         if stale.name not in curves.values():
             stale.unlink()

@@ -11,8 +11,15 @@ from omegaconf import OmegaConf
 from verl.trainer.ppo.v1.trainer_base import PPOTrainer
 from verl.utils.tracking import FileLogger
 
-from rlsf_verl.analysis import compare
-from rlsf_verl.analysis.compare import CompareSettings, compare_runs, find_metric_log, load_runs, table_row
+from rlsf_verl.analysis import compare, render, runs, summary
+from rlsf_verl.analysis.compare import (
+    COLUMNS,
+    CompareSettings,
+    compare_runs,
+    find_metric_log,
+    load_runs,
+    table_row,
+)
 from rlsf_verl.cli import main
 from rlsf_verl.rlsf.pipeline import PipelineConfig, run_pipeline
 
@@ -89,12 +96,13 @@ def pipeline_run(tiny_model_dir, tmp_path_factory) -> Path:
     """A real `rlsf-verl run` directory: the tiny random model through DPO and the before/after evaluation."""
     run_dir = tmp_path_factory.mktemp("rlsf") / "run"
     overrides = [
-        "data.n_problems=2",
+        # As tests/rlsf/test_pipeline_on_cpu.py: enough traces that the random model states some answers.
+        "data.n_problems=4",
         "data.n_eval=4",
-        "decode.k=2",
-        "decode.max_new_tokens=8",
-        "decode.answer_max_tokens=4",
-        "decode.batch_size=4",
+        "decode.k=3",
+        "decode.max_new_tokens=12",
+        "decode.answer_max_tokens=6",
+        "decode.batch_size=6",
         "decode.progress=false",
         "tau=0.0",
         "dpo.max_steps=1",
@@ -311,6 +319,14 @@ def test_cli_compare_error_is_one_line(tmp_path, capsys):
     assert err.startswith(f"rlsf-verl: error: run directory {tmp_path / 'missing'} does not exist")
 
 
-def test_docstring_examples_hold():
-    result = doctest.testmod(compare)
+@pytest.mark.parametrize("module", [compare, runs, summary, render], ids=lambda module: module.__name__)
+def test_docstring_examples_hold(module):
+    result = doctest.testmod(module)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_a_run_name_with_a_pipe_stays_in_its_markdown_cell(verl_runs, tmp_path):
+    report = compare_runs([verl_runs["rlvr"]], tmp_path / "report", names=["rlvr|v2"])
+    table = [line for line in compare.format_markdown(report).splitlines() if line.startswith("| ")]
+    assert table[1].startswith("| rlvr\\|v2 | verl |")
+    assert {line.replace("\\|", "").count("|") for line in table} == {len(COLUMNS) + 1}

@@ -1,0 +1,106 @@
+"""Summarising runs for `rlsf-verl compare`: each :class:`~rlsf_verl.analysis.runs.Run` becomes one JSON
+entry (its last evaluation, last logged values, guard events, curves and notes), and each entry one row
+of the comparison table (:data:`COLUMNS`), "n/a" where the run lacks a piece.
+
+>>> from pathlib import Path
+>>> from rlsf_verl.analysis.runs import Run
+>>> entry = summarise(Run(name="rlvr", path=Path("runs/rlvr"), source="verl", log={1: {"actor/entropy": 0.9}}))
+>>> entry["final"]["entropy"], entry["curves"]
+({'key': 'actor/entropy', 'step': 1, 'value': 0.9}, {'entropy': [[1, 0.9]]})
+>>> dict(zip(COLUMNS, table_row(entry)))["entropy"], dict(zip(COLUMNS, table_row(entry)))["accuracy"]
+('0.900', 'n/a')
+"""
+
+from __future__ import annotations
+
+from rlsf_verl.analysis.runs import LOG_SERIES, Run
+
+CURVE_TITLES = {
+    "train_score": LOG_SERIES["train_score"][0],
+    "accuracy": "validation accuracy",
+    "ece": "validation ECE",
+    **{name: LOG_SERIES[name][0] for name in ("entropy", "self_certainty", "response_length")},
+}
+COLUMNS = (
+    "run",
+    "source",
+    "eval",
+    "n",
+    "accuracy",
+    "val score",
+    "ECE",
+    "Brier",
+    "AUROC",
+    "mean conf",
+    "no-answer",
+    "train score",
+    "entropy",
+    "self-certainty",
+    "resp. length",
+    "guard fired",
+)
+# Said under the table in every format.
+TABLE_NOTE = (
+    "Evaluation at each run's last validation step (pipeline runs: before/after DPO); log metrics at the last "
+    "step that logged them. n/a: not in the run's files."
+)
+
+
+def summarise(run: Run) -> dict:
+    """The JSON entry of one run: its last evaluation, last log values, guard events, curves, notes."""
+    final = {}
+    for name in LOG_SERIES:
+        key, points = run.series(name)
+        final[name] = {"key": key, "step": points[-1][0], "value": points[-1][1]} if points else None
+    curves = {name: [list(p) for p in run.series(name)[1]] for name in LOG_SERIES}
+    curves["accuracy"] = [[e.step, e.accuracy] for e in run.evals if e.step is not None and e.accuracy is not None]
+    curves["ece"] = [[e.step, e.calibration.ece] for e in run.evals if e.step is not None and e.calibration]
+    return {
+        "name": run.name,
+        "path": str(run.path),
+        "source": run.source,
+        "metrics_file": str(run.metrics_file) if run.metrics_file else None,
+        "validation_dir": str(run.validation_dir) if run.validation_dir else None,
+        "eval": run.last_eval.to_dict() if run.last_eval else None,
+        "evals": [e.to_dict() for e in run.evals],
+        "final": final,
+        "guard_steps": run.guard_steps(),
+        "curves": {name: points for name, points in curves.items() if points},
+        "notes": list(run.notes),
+    }
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def table_row(entry: dict) -> list[str]:
+    """The cells of one run in the comparison table (:data:`COLUMNS`), "n/a" where a piece is missing."""
+    ev = entry["eval"] or {}
+    cal = ev.get("calibration") or {}
+    final = entry["final"]
+    guard = entry["guard_steps"]
+    if guard is None:
+        guard_cell = "n/a"
+    else:
+        steps = ", ".join(map(str, guard))
+        guard_cell = str(len(guard)) + (f" (step{'s' if len(guard) > 1 else ''} {steps})" if guard else "")
+    last = {name: (final[name] or {}).get("value") for name in final}
+    return [
+        entry["name"],
+        entry["source"],
+        ev.get("label", "n/a"),
+        "n/a" if ev.get("n") is None else str(ev["n"]),
+        _fmt(ev.get("accuracy")),
+        _fmt(ev.get("score_mean")),
+        _fmt(cal.get("ece")),
+        _fmt(cal.get("brier")),
+        _fmt(cal.get("auroc")),
+        _fmt(cal.get("mean_confidence")),
+        _fmt(ev.get("no_answer_rate")),
+        _fmt(last["train_score"]),
+        _fmt(last["entropy"]),
+        _fmt(last["self_certainty"]),
+        _fmt(last["response_length"], 1),
+        guard_cell,
+    ]
