@@ -211,21 +211,47 @@ def write_pairs_jsonl(pairs: Iterable[PreferencePair], path: str | os.PathLike) 
 
 
 def read_pairs_jsonl(path: str | os.PathLike) -> list[PreferencePair]:
-    """Read pairs written by :func:`write_pairs_jsonl`."""
+    """Read pairs written by :func:`write_pairs_jsonl` (or by hand in that format), checking every row.
+
+    A bad row raises a one-line ValueError naming the file, the line and the field.
+    """
     pairs = []
     with open(path, encoding="utf-8") as handle:
         for line_number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            record = json.loads(line)
-            if set(record) != set(_PAIR_FIELDS):
-                raise ValueError(
-                    f"{path}:{line_number}: expected the fields {sorted(_PAIR_FIELDS)}, "
-                    f"got {sorted(record)}; "
-                    "was this file written by write_pairs_jsonl?"
-                )
-            pairs.append(PreferencePair(**record))
+            if line.strip():
+                pairs.append(_pair_from_row(line, f"{path}:{line_number}"))
     return pairs
+
+
+def _pair_from_row(line: str, where: str) -> PreferencePair:
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{where}: not JSON ({err.msg}); one JSON object per line") from None
+    if not isinstance(record, dict):
+        raise ValueError(f"{where}: expected a JSON object, got {record!r:.60}")
+    missing = [name for name in _PAIR_FIELDS if name not in record]
+    unknown = sorted(set(record) - set(_PAIR_FIELDS))
+    if missing or unknown:
+        problems = [f"missing {', '.join(map(repr, missing))}"] if missing else []
+        problems += [f"unknown {', '.join(map(repr, unknown))}"] if unknown else []
+        raise ValueError(
+            f"{where}: {'; '.join(problems)}; a pair has the fields {', '.join(_PAIR_FIELDS)} "
+            "(as write_pairs_jsonl and examples/traces_to_pairs.py write them)"
+        )
+    for field in dataclasses.fields(PreferencePair):
+        value = record[field.name]
+        if field.type == "str" and not isinstance(value, str):
+            raise ValueError(f"{where}: {field.name!r} must be a string, got {value!r:.60}")
+        if field.type == "int" and (isinstance(value, bool) or not isinstance(value, int)):
+            raise ValueError(f"{where}: {field.name!r} must be an integer, got {value!r:.60}")
+        if field.type == "float" and (
+            isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value)
+        ):
+            raise ValueError(f"{where}: {field.name!r} must be a finite number, got {value!r:.60}")
+    if record["chosen"].strip() == record["rejected"].strip():
+        raise ValueError(f"{where}: 'chosen' and 'rejected' are the same response; a pair needs two different ones")
+    return PreferencePair(**record)
 
 
 def pairs_to_dataset(pairs: Sequence[PreferencePair]):

@@ -173,9 +173,35 @@ def test_jsonl_round_trip_gives_back_equal_pairs(tmp_path):
 
 def test_reading_a_file_with_other_fields_names_the_line(tmp_path):
     path = tmp_path / "pairs.jsonl"
-    path.write_text(json.dumps({"prompt": "p", "chosen": "c"}) + "\n")
-    with pytest.raises(ValueError, match=r"pairs.jsonl:1: expected the fields"):
+    path.write_text(json.dumps({"prompt": "p", "chosen": "c", "extra": 1}) + "\n")
+    expected = r"pairs.jsonl:1: missing 'rejected', .*; unknown 'extra'; a pair has the fields"
+    with pytest.raises(ValueError, match=expected):
         read_pairs_jsonl(path)
+
+
+def good_pair_row(**changes) -> dict:
+    pairs, _ = make_pairs([trace(0.95, 0), trace(0.2, 1)], tau=0.9)
+    return {**pairs[0].to_dict(), **changes}
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("{not json", r"pairs.jsonl:2: not JSON \(.*\); one JSON object per line"),
+        ("[1, 2]", r"pairs.jsonl:2: expected a JSON object, got \[1, 2\]"),
+        (json.dumps(good_pair_row(margin="high")), r"pairs.jsonl:2: 'margin' must be a finite number, got 'high'"),
+        (json.dumps(good_pair_row(margin=float("nan"))), r"pairs.jsonl:2: 'margin' must be a finite number, got nan"),
+        (json.dumps(good_pair_row(chosen=7)), r"pairs.jsonl:2: 'chosen' must be a string, got 7"),
+        (json.dumps(good_pair_row(prompt_index=True)), r"pairs.jsonl:2: 'prompt_index' must be an integer, got True"),
+        (json.dumps(good_pair_row(rejected=good_pair_row()["chosen"])), r"pairs.jsonl:2: 'chosen' and 'rejected' are"),
+    ],
+)
+def test_a_bad_row_is_one_line_naming_the_row_and_the_field(tmp_path, line, message):
+    path = tmp_path / "pairs.jsonl"
+    path.write_text(json.dumps(good_pair_row()) + "\n" + line + "\n")
+    with pytest.raises(ValueError, match=message) as error:
+        read_pairs_jsonl(path)
+    assert "\n" not in str(error.value)
 
 
 def test_dataset_has_trl_preference_columns_margin_and_provenance():
