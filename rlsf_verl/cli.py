@@ -3,6 +3,7 @@
     rlsf-verl run                                   # the RLSF pipeline on the embedded SmolLM2
     rlsf-verl run --model /models/phi-2 --run-dir runs/phi2 decode.k=10 tau=0.8
     rlsf-verl run --config my_run.yaml --from-stage dpo
+    rlsf-verl run --pairs pairs.jsonl --run-dir runs/mine   # your own preference pairs: RM and DPO on them
     rlsf-verl prepare gsm8k --input data/gsm8k --split train --split test --out data/gsm8k-verl
     rlsf-verl compare runs/rlif runs/rlvr runs/rlsf-default --out reports/cmp --names rlif,rlvr,rlsf
     rlsf-verl signals                               # the registered confidence signals (yours too)
@@ -20,19 +21,15 @@ from pathlib import Path
 
 
 def _pipeline_config(args: argparse.Namespace):
-    from omegaconf import OmegaConf
+    from rlsf_verl.rlsf.pipeline import make_pipeline_config
 
-    from rlsf_verl.rlsf.pipeline import PipelineConfig
-
-    config = OmegaConf.structured(PipelineConfig)
-    if args.config:
-        config = OmegaConf.merge(config, OmegaConf.load(args.config))
-    flags = {"model": args.model, "run_dir": args.run_dir}
-    config = OmegaConf.merge(config, {k: v for k, v in flags.items() if v is not None})
+    # Resolved here, so that a resumed run from another directory names the same file.
+    pairs = str(Path(args.pairs).resolve()) if args.pairs else None
+    flags = {"model": args.model, "run_dir": args.run_dir, "pairs": pairs}
+    values = {k: v for k, v in flags.items() if v is not None}
     if args.no_progress:
-        config.decode.progress = False
-    config = OmegaConf.merge(config, OmegaConf.from_dotlist(list(args.overrides)))
-    return OmegaConf.to_object(config)
+        values["decode"] = {"progress": False}
+    return make_pipeline_config(values, args.overrides, config_file=args.config)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -124,6 +121,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--run-dir", help="where outputs go (default runs/rlsf-default)")
     run.add_argument("--config", help="YAML file with PipelineConfig fields")
     run.add_argument("--from-stage", help="redo this stage and every later one")
+    run.add_argument(
+        "--pairs",
+        metavar="FILE",
+        help=(
+            "your own preference pairs (JSONL: prompt, chosen, rejected, margin, ..., as examples/traces_to_pairs.py "
+            "writes): skip decoding and confidence, train the reward model and DPO on them"
+        ),
+    )
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
     run.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
     run.set_defaults(handler=_cmd_run)

@@ -127,3 +127,12 @@ def test_version_names_the_pinned_verl(capsys):
         main(["--version"])
     assert exit_info.value.code == 0
     assert capsys.readouterr().out.strip() == "rlsf-verl 0.1.0 (for verl 0.9.1)"
+
+
+def test_pairs_file_is_recorded_by_its_absolute_path(tmp_path, monkeypatch):
+    from rlsf_verl.cli import _pipeline_config
+
+    (tmp_path / "pairs.jsonl").write_text("")
+    monkeypatch.chdir(tmp_path)
+    config = _pipeline_config(build_parser().parse_args(["run", "--pairs", "pairs.jsonl"]))
+    assert config.pairs == str(tmp_path / "pairs.jsonl")

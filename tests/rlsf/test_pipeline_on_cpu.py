@@ -257,3 +257,89 @@ def test_decode_resumes_from_its_finished_parts(well_separated_model, tmp_path):
     # Other batch shapes round differently in the last float32 bits, nothing more.
     for new, old in zip(rebatched, original, strict=True):
         assert new["token_confidence"] == pytest.approx(old["token_confidence"], abs=1e-4)
+
+
+def pairs_cli(tiny_model: Path, run_dir: Path, pairs: Path, *extra: str) -> list[str]:
+    """``rlsf-verl run --pairs``: the reward model only, on the user's file."""
+    return ["run", "--model", str(tiny_model), "--run-dir", str(run_dir), "--pairs", str(pairs), *OVERRIDES, *extra]
+
+
+@pytest.fixture(scope="module")
+def user_pairs_run(finished_run, tiny_model, tmp_path_factory) -> tuple[Path, Path]:
+    """A run on the pairs file of ``finished_run``, copied as a user's own file."""
+    from rlsf_verl.cli import main
+
+    root = tmp_path_factory.mktemp("user-pairs")
+    pairs = root / "my_pairs.jsonl"
+    pairs.write_bytes((finished_run[0] / "pairs.jsonl").read_bytes())
+    run_dir = root / "run"
+    assert main(pairs_cli(tiny_model, run_dir, pairs, "stages=[pairs,reward_model]")) == 0
+    return run_dir, pairs
+
+
+def test_user_pairs_skip_decoding_and_train_the_reward_model_on_them(user_pairs_run):
+    run_dir, pairs = user_pairs_run
+    assert sorted(p.stem for p in (run_dir / "stages").iterdir()) == ["pairs", "reward_model"]
+    assert not (run_dir / "traces.jsonl").exists()
+    assert (run_dir / "pairs.jsonl").read_bytes() == pairs.read_bytes()
+    rows = read_jsonl(pairs)
+    n_pairs, n_prompts = len(rows), len({row["prompt"] for row in rows})
+    result = json.loads((run_dir / "reward_model_result.json").read_text())
+    assert result["n_train"] + result["n_heldout"] == n_pairs
+    assert json.loads((run_dir / "config.json").read_text())["pairs"] == str(pairs.resolve())
+    report = (run_dir / "report.md").read_text()
+    assert f"preference pairs: {n_pairs} over {n_prompts} prompts, read from {pairs.resolve()}" in report
+
+
+def test_user_pairs_changed_after_a_run_are_refused_on_resume(user_pairs_run, tiny_model, capsys):
+    from rlsf_verl.cli import main
+
+    run_dir, pairs = user_pairs_run
+    assert main(pairs_cli(tiny_model, run_dir, pairs, "stages=[pairs,reward_model]")) == 0
+    assert "[reward_model] already finished, skipped" in capsys.readouterr().out
+
+    edited = run_dir.parent / "edited.jsonl"
+    edited.write_text("".join(line + "\n" for line in pairs.read_text().splitlines()[:-1]))
+    assert main(pairs_cli(tiny_model, run_dir, edited, "stages=[pairs,reward_model]")) == 1
+    err = capsys.readouterr().err
+    assert "stage 'pairs' finished with a different configuration (changed: pairs.file, pairs.sha256)" in err
+    assert "--from-stage pairs" in err
+
+
+def test_user_pairs_with_a_bad_row_stop_the_run_naming_the_row_and_field(tiny_model, tmp_path, capsys):
+    from rlsf_verl.cli import main
+
+    pairs = tmp_path / "pairs.jsonl"
+    row = {
+        "prompt": "Q: 2+2?",
+        "chosen": " 4",
+        "rejected": " 5",
+        "margin": 1.7,
+        "chosen_confidence": 0.95,
+        "rejected_confidence": 0.4,
+        "prompt_index": 0,
+        "chosen_branch": 0,
+        "rejected_branch": 1,
+    }
+    pairs.write_text(json.dumps(row) + "\n" + json.dumps({**row, "chosen_confidence": "high"}) + "\n")
+    assert main(pairs_cli(tiny_model, tmp_path / "run", pairs)) == 1
+    err = capsys.readouterr().err
+    message = f"{pairs}:2: 'chosen_confidence' must be a finite number, got 'high'"
+    assert err == f"rlsf-verl: error: {message} (--debug for details)\n"
+    assert not (tmp_path / "run" / "stages" / "reward_model.json").exists()
+
+
+def test_user_pairs_file_that_does_not_exist_is_named(tmp_path, capsys):
+    from rlsf_verl.cli import main
+
+    assert main(["run", "--run-dir", str(tmp_path / "run"), "--pairs", str(tmp_path / "nope.jsonl")]) == 1
+    assert f"pairs: {tmp_path / 'nope.jsonl'} is not a file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("module", ["run_config", "run_dir", "stages", "report"])
+def test_docstring_examples_hold(module):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(f"rlsf_verl.rlsf.{module}"))
+    assert result.attempted > 0 and result.failed == 0

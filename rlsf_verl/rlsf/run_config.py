@@ -1,0 +1,123 @@
+"""What an RLSF pipeline run depends on: :class:`PipelineConfig`, and the one function that builds a
+checked one from a YAML file, field values and ``key=value`` overrides (the CLI and the tests use it).
+
+>>> from rlsf_verl.rlsf.run_config import make_pipeline_config
+>>> config = make_pipeline_config({"run_dir": "runs/x"}, ["decode.k=3", "tau=0.8"])
+>>> config.decode.k, config.tau, config.signal
+(3, 0.8, 'answer_margin')
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rlsf_verl.naming import unknown_name_error
+from rlsf_verl.rlsf.decode import DecodeConfig
+from rlsf_verl.rlsf.dpo import DPOTrainingConfig
+from rlsf_verl.rlsf.reward_model import RewardModelConfig
+
+
+@dataclass
+class DataConfig:
+    """Which problems the pipeline trains and evaluates on."""
+
+    source: str = "builtin"  # "builtin" (seeded generator, no download) or a local file/dir path
+    format: str | None = None  # for local data: gsm8k, multiarith, svamp, commonsenseqa, arc
+    split: str | None = None  # for a local directory holding several splits
+    n_problems: int = 32  # problems CoT-decoded into preference pairs
+    n_eval: int = 16  # further problems, unseen in training, for the before/after evaluation
+    seed: int = 0
+    choice_fraction: float = 0.25  # built-in data: share of multiple-choice items
+    template: str = "cot"  # prompt template (rlsf_verl.data.PROMPT_TEMPLATES)
+
+    def __post_init__(self) -> None:
+        if self.n_problems < 1 or self.n_eval < 0:
+            raise ValueError(f"data.n_problems must be >= 1 and data.n_eval >= 0, got {self.n_problems}, {self.n_eval}")
+        if self.source != "builtin" and self.format is None:
+            raise ValueError(f"data.format: required for local data {self.source!r} (e.g. data.format=gsm8k)")
+
+
+@dataclass
+class PipelineConfig:
+    """Everything a run depends on; recorded in ``<run_dir>/config.json``."""
+
+    model: str = "smollm2"  # "smollm2" (embedded default) or a local HF model directory
+    run_dir: str = "runs/rlsf-default"
+    data: DataConfig = field(default_factory=DataConfig)
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+    signal: str = "answer_margin"  # registered confidence signal that ranks traces (rlsf_verl.signals)
+    tau: float = 0.9  # a trace must reach this confidence to be "chosen" in a pair
+    # Your own preference pairs (JSONL in read_pairs_jsonl's format, e.g. from examples/traces_to_pairs.py):
+    # the run then skips decoding and confidence and trains the reward model and DPO on this file.
+    pairs: str | None = None
+    # The defaults fit the embedded CPU run in ~15 minutes: a few optimiser steps, not the paper's
+    # 3 epochs (set reward_model.max_steps=-1 reward_model.num_train_epochs=3 for that). DPO trains
+    # a LoRA adapter, which needs a larger step than the paper's full fine-tuning rate of 1e-6
+    # (with 1e-6, six LoRA steps leave the policy's greedy answers unchanged).
+    reward_model: RewardModelConfig = field(default_factory=lambda: RewardModelConfig(max_steps=6))
+    dpo: DPOTrainingConfig = field(default_factory=lambda: DPOTrainingConfig(max_steps=6, learning_rate=5e-5))
+    stages: list[str] = field(default_factory=lambda: list(_stage_names()))  # leave out e.g. "dpo" to skip it
+
+    def __post_init__(self) -> None:
+        named_signal(self.signal)
+        if not 0.0 <= self.tau <= 1.0:
+            raise ValueError(f"tau: a confidence threshold in [0, 1], got {self.tau}")
+        for name in self.stages:
+            if name not in _stage_names():
+                raise unknown_name_error("stage", name, _stage_names())
+        if self.pairs is not None and not Path(self.pairs).is_file():
+            raise ValueError(f"pairs: {self.pairs} is not a file; give a preference-pairs JSONL (--pairs FILE)")
+
+
+def _stage_names() -> tuple[str, ...]:
+    from rlsf_verl.rlsf.stages import STAGES  # the stage table is the one list of stages
+
+    return STAGES
+
+
+def named_signal(name: str):
+    """The registered signal ``name`` (:class:`rlsf_verl.signals.Signal`), after importing the modules
+    named in ``RLSF_VERL_EXTRA_MODULES`` (where users register their own); unknown names raise a
+    ValueError naming the ``signal`` field, with "did you mean"."""
+    from rlsf_verl.plugin import import_extra_modules
+    from rlsf_verl.signals import get_signal
+
+    import_extra_modules()
+    try:
+        return get_signal(name)
+    except ValueError as error:
+        raise ValueError(
+            f"signal: {error}; register your own with rlsf_verl.signals.register_signal in a module named by "
+            "RLSF_VERL_EXTRA_MODULES"
+        ) from None
+
+
+def make_pipeline_config(
+    values: Mapping[str, Any] | None = None,
+    overrides: Sequence[str] = (),
+    config_file: str | os.PathLike | None = None,
+) -> PipelineConfig:
+    """A checked PipelineConfig: the defaults, then the YAML ``config_file``, then field ``values``, then
+    ``key=value`` ``overrides`` (later wins). Wrong names and values raise an error naming the field.
+
+    >>> make_pipeline_config({"run_dir": "runs/x"}, ["decode.k=3"]).decode.k
+    3
+    """
+    from omegaconf import OmegaConf
+
+    layers = [OmegaConf.structured(PipelineConfig)]
+    if config_file is not None:
+        layers.append(OmegaConf.load(config_file))
+    layers += [OmegaConf.create(dict(values or {})), OmegaConf.from_dotlist(list(overrides))]
+    return OmegaConf.to_object(OmegaConf.merge(*layers))
+
+
+def register_hydra_config(name: str = "rlsf_pipeline") -> None:
+    """Store :class:`PipelineConfig` in Hydra's ConfigStore, for ``@hydra.main(config_name=name)`` apps."""
+    from hydra.core.config_store import ConfigStore
+
+    ConfigStore.instance().store(name=name, node=PipelineConfig)
