@@ -1,10 +1,16 @@
 """Frozen scorer models that return a signal's per-token values over a response, behind one interface.
 
-``LocalScorer`` runs a transformers model inside the reward worker (CPU or GPU) and can feed any
-registered signal (it has the full logits); ``ServerScorer`` asks an OpenAI-compatible completions
-server (vLLM) for the top-2 log-probs of each prompt token, so it gives ``logprob`` and ``margin``
-only, and only signals that read nothing else (``answer_margin``, ``neg_trajectory_entropy``) work
-with it. Both take token ids, so the scorer reads exactly the tokens the answer span indexes.
+``LocalScorer`` runs a transformers model on the CPU of the reward worker and can feed any registered
+signal (it has the full logits); ``ServerScorer`` asks an OpenAI-compatible completions server (vLLM)
+for the top-2 log-probs of each prompt token, so it gives ``logprob`` and ``margin`` only, and only
+signals that read nothing else (``answer_margin``, ``neg_trajectory_entropy``) work with it. Both take
+token ids, so the scorer reads exactly the tokens the answer span indexes.
+
+On a GPU cluster the scorer is served: verl's reward workers are CPU-only Ray actors (verl 0.9.1
+``reward_loop.py`` creates them without GPUs), so a local scorer would be a float32 CPU copy of the
+model in every worker. ``server_url_for`` picks the server: ``server_url`` if set, else the router of
+the reward model verl serves (``reward.reward_model.enable=True``, ``model_path=<scorer>``), which
+proxies vLLM's ``/v1/completions``.
 
 >>> scorer = LocalScorer("/models/tiny", get_signal("self_certainty"))     # doctest: +SKIP
 >>> values = asyncio.run(scorer.score([1, 2, 3], [4, 5]))                  # doctest: +SKIP
@@ -51,6 +57,7 @@ class LocalScorer:
     ):
         from rlsf_verl.models import load_causal_lm
 
+        check_local_device(device)
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size={max_batch_size}: must be at least 1")
         self.model, self.tokenizer = load_causal_lm(model_path, dtype=dtype)
@@ -122,9 +129,17 @@ class ServerScorer:
 
     available = frozenset({"logprob", "margin"})
 
-    def __init__(self, base_url: str, model: str, signal: Signal, timeout_s: float = 120.0, max_retries: int = 3):
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        signal: Signal,
+        timeout_s: float = 120.0,
+        max_retries: int = 3,
+        what: str = "reward.self_confidence.server_url",
+    ):
         url = base_url.rstrip("/") + "/v1/completions"
-        self.client = JSONClient(url, "reward.self_confidence.server_url", timeout_s, max_retries)
+        self.client = JSONClient(url, what, timeout_s, max_retries)
         self.model = model
         self.signal = signal
 
@@ -155,6 +170,38 @@ class ServerScorer:
 
     async def close(self) -> None:
         await self.client.close()
+
+
+SERVED_ROUTE = (
+    "backend=server with reward.reward_model.enable=True reward.reward_model.model_path=<scorer> (verl serves it "
+    "on the cluster's GPUs behind its router), or backend=server server_url=http://host:port (your vLLM server)"
+)
+
+
+def check_local_device(device: str) -> None:
+    """Refuse a local scorer anywhere but the CPU: verl's reward workers get no GPU.
+
+    >>> check_local_device("cpu")
+    """
+    if device != "cpu":
+        raise ValueError(
+            f"reward.self_confidence.device={device}: the local scorer runs inside verl's reward workers, which "
+            f"get no GPU; set device=cpu, or serve the scorer on the GPUs: {SERVED_ROUTE}"
+        )
+
+
+def server_url_for(server_url: str | None, router_address: str | None) -> tuple[str, str]:
+    """``(base URL, what to check if unreachable)`` of the completions server the scorer asks: ``server_url``
+    if set, else verl's reward-model router (``host:port``, handed to reward managers by verl).
+
+    >>> server_url_for(None, "10.0.0.7:8123")
+    ('http://10.0.0.7:8123', "reward.reward_model (verl's reward-model router)")
+    """
+    if server_url:
+        return server_url, "reward.self_confidence.server_url"
+    if router_address:
+        return f"http://{router_address}", "reward.reward_model (verl's reward-model router)"
+    raise ValueError(f"reward.self_confidence.server_url: not set and verl serves no reward model; use {SERVED_ROUTE}")
 
 
 def _check_request(prompt_ids: list[int], response_ids: list[int]) -> None:

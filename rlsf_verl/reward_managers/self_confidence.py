@@ -39,7 +39,7 @@ from typing import Any
 from rlsf_verl import compat
 from rlsf_verl.answers import char_span_to_token_span, extract_answer
 from rlsf_verl.naming import settings_values, unknown_name_error
-from rlsf_verl.reward_managers.scorers import LocalScorer, Scorer, ServerScorer
+from rlsf_verl.reward_managers.scorers import LocalScorer, Scorer, ServerScorer, check_local_device, server_url_for
 from rlsf_verl.reward_managers.trajectory import (
     Trajectory,
     call_reward_function,
@@ -86,6 +86,8 @@ class SelfConfidenceSettings:
             raise unknown_name_error("reward.self_confidence.backend", self.backend, BACKENDS)
         if self.answer_kind not in ANSWER_KINDS:
             raise unknown_name_error("reward.self_confidence.answer_kind", self.answer_kind, ANSWER_KINDS)
+        if self.backend == "local":
+            check_local_device(self.device)
         if self.backend == "server":
             if not signal.usable_with(ServerScorer.available):
                 usable = [name for name in signal_names() if get_signal(name).usable_with(ServerScorer.available)]
@@ -94,8 +96,6 @@ class SelfConfidenceSettings:
                     f"completions server gives only {', '.join(sorted(ServerScorer.available))}; use backend=local, "
                     f"or a server signal: {', '.join(usable)}"
                 )
-            if not self.server_url:
-                raise ValueError("reward.self_confidence.server_url: required with backend=server (http://host:port)")
         if self.model_path is None and (self.backend == "local" or self.server_model is None):
             raise ValueError(
                 "reward.self_confidence.model_path: not set and no actor_rollout_ref.model.path to default to"
@@ -115,9 +115,12 @@ class SelfConfidenceSettings:
             return float(self.invalid_score)
         return self.signal_spec.floor_value(vocab_size)
 
-    def make_scorer(self) -> Scorer:
+    def make_scorer(self, router_address: str | None = None, served_model: str | None = None) -> Scorer:
+        """``router_address``, ``served_model``: verl's reward-model router and the model it serves, if any."""
         if self.backend == "server":
-            return ServerScorer(self.server_url, self.server_model or self.model_path, self.signal_spec)
+            url, what = server_url_for(self.server_url, router_address)
+            model = self.server_model or (served_model if not self.server_url else None) or self.model_path
+            return ServerScorer(url, model, self.signal_spec, what=what)
         return LocalScorer(
             self.model_path,
             self.signal_spec,
@@ -164,7 +167,7 @@ class SelfConfidenceRewardManager(compat.resolve("RewardManagerBase")):
                 "reward, but reward.custom_reward_function.path is not set; set it (e.g. path=pkg://rlsf_verl.rewards "
                 "name=rlvr_math) or set verifiable_weight=0"
             )
-        self.scorer = self.settings.make_scorer()
+        self.scorer = self.settings.make_scorer(reward_router_address, config.reward.reward_model.get("model_path"))
         if isinstance(self.scorer, LocalScorer) and self.scorer.tokenizer.get_vocab() != tokenizer.get_vocab():
             raise ValueError(
                 f"reward.self_confidence.model_path={self.settings.model_path}: its tokenizer differs from the "

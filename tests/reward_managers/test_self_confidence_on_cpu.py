@@ -142,7 +142,6 @@ def test_verifiable_weight_mixes_in_the_reward_function(tiny_model_dir, tiny_lm,
         ({"backend": "sever"}, "did you mean 'server'"),
         ({"signall": "self_certainty"}, "did you mean 'signal'"),
         ({"backend": "server", "signal": "self_certainty", "server_url": "http://x"}, "use backend=local"),
-        ({"backend": "server"}, "server_url: required"),
         ({"verifiable_weight": float("nan")}, "must be a finite number"),
     ],
 )

@@ -82,6 +82,39 @@ def test_server_scorer_inside_verls_reward_loop(ray_cluster, generate_server, vl
     assert result.extra_info["no_answer"] == [0.0, 0.0, 0.0, 1.0, 0.0]
 
 
+def test_served_scorer_answers_through_verls_router_inside_verls_reward_worker(
+    ray_cluster, generate_server, vllm_tiny_model_dir, expected_confidence
+):
+    """The GPU-cluster route: verl serves the scorer as its reward model (reward.reward_model.enable=True) and
+    hands each reward worker its router's address; no server_url. Here verl's router fronts the CPU vLLM."""
+    from verl.experimental.reward_loop import RewardLoopWorker
+    from verl.experimental.reward_loop.router.naive_router import launch_router_process
+
+    model, tokenizer = load_causal_lm(vllm_tiny_model_dir)
+    config = compose_config(
+        [
+            f"actor_rollout_ref.model.path={vllm_tiny_model_dir}",
+            "rlsf_reward=self_confidence",
+            "reward.num_workers=1",
+            "reward.self_confidence.backend=server",
+            "reward.reward_model.enable=True",
+            f"reward.reward_model.model_path={vllm_tiny_model_dir}",
+        ]
+    )
+    router_address, router = launch_router_process(worker_urls=[generate_server])
+    try:
+        worker = ray_cluster.remote(RewardLoopWorker).remote(config, router_address)
+        batch = build_reward_batch(SAMPLES, tokenizer)
+        outputs = ray_cluster.get([worker.compute_score.remote(batch[i : i + 1]) for i in range(len(SAMPLES))])
+        ray_cluster.kill(worker)
+    finally:
+        router.terminate()
+        router.join(timeout=10)
+    expected = [expected_confidence(model, tokenizer, sample, "answer_margin") for sample in SAMPLES[:3]]
+    assert [output["reward_score"] for output in outputs[:3]] == pytest.approx(expected, abs=SERVER_TOLERANCE)
+    assert outputs[4]["reward_extra_info"]["empty"] == 1.0
+
+
 def rm_config(model_dir, classifier_dir, *overrides):
     return compose_config(
         [
