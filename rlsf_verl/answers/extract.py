@@ -157,6 +157,7 @@ _LINE_FILLER_RE = re.compile(r"[ \t*_:]*")
 # Longer than any final answer written without $ (a 3x3 matrix of fractions is ~150 characters);
 # bounds the work per cue, so a degenerate output with thousands of cues stays linear.
 _MAX_BARE_CHARS = 400
+_MATH_HEDGE_RE = re.compile(r"[ \t]*,?[ \t]*or[ \t]+[-+$\\(\[{\d]")
 _CURRENCY_START_RE = re.compile("[-+\u2212]?\\$")
 _OPEN_MATH_RE = re.compile(r"\$\$|\$|\\\(|\\\[")
 _CLOSE_MATH = {"$$": "$$", "$": "$", "\\(": "\\)", "\\[": "\\]"}
@@ -222,6 +223,8 @@ def _bare_answer(text: str, pos: int, stop: int, source: str) -> Answer | None:
     end = _bare_end(text, pos, min(stop, cap))
     if end is None or end >= cap:
         return None  # cut off, or no end in sight: degenerate output, not an answer
+    if _MATH_HEDGE_RE.match(text, end):
+        return None  # "5 or 6" hedges between two answers and states neither
     while end > pos and text[end - 1] in _TRAILING_MARKUP + ",:":
         end -= 1
     start = pos
@@ -266,22 +269,33 @@ _SPELLED_END_RE = re.compile(r"[*_]*(?:[.!?,;)]|[ \t]*$)", re.MULTILINE)
 
 
 def _spelled_number(text: str, pos: int, stop: int) -> tuple[str, int, int] | None:
+    """A number written in English words at ``pos`` ("forty-two", "five hundred and twelve"), as
+    (value, start, end); None unless the words form one well-formed number ("one two three" does not)."""
     match = _SPELLED_RE.match(text, pos, stop)
     if match is None or not _SPELLED_END_RE.match(text, match.end()):
         return None
-    words = re.findall(r"[a-z]+", match.group().lower())
+    words = [w for w in re.findall(r"[a-z]+", match.group().lower()) if w != "and"]
     sign = -1 if words[0] in ("minus", "negative") else 1
+    words = words[1:] if sign < 0 else words
     total = current = 0
+    previous = "scale"  # what the last word was: "tens", "small" (0-19), "hundred" or "scale"
     for word in words:
         if word in _TENS:
-            current += _TENS[word]
-        elif word in _SCALES:
-            if word == "hundred":
-                current = max(current, 1) * 100
-            else:
-                total, current = total + max(current, 1) * _SCALES[word], 0
+            if previous in ("tens", "small"):
+                return None
+            current, previous = current + _TENS[word], "tens"
         elif word in _SMALL_NUMBERS:
-            current += _SMALL_NUMBERS.index(word)
+            if previous == "small" or (previous == "tens" and _SMALL_NUMBERS.index(word) >= 10):
+                return None
+            current, previous = current + _SMALL_NUMBERS.index(word), "small"
+        elif word == "hundred":
+            if previous != "small" and current:
+                return None
+            current, previous = max(current, 1) * 100, "hundred"
+        else:
+            if previous == "scale" and current == 0 and total:
+                return None
+            total, current, previous = total + max(current, 1) * _SCALES[word], 0, "scale"
     return str(sign * (total + current)), match.start(), match.end()
 
 

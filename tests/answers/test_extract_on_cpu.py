@@ -391,3 +391,21 @@ def test_an_answer_cut_off_by_the_length_limit_is_no_answer_not_its_first_number
 def test_degenerate_outputs_with_thousands_of_cues_have_no_answer(text):
     # Bounded work per cue keeps these linear; before the bound the first one took over a minute.
     assert extract_answer(text) is None
+
+
+@pytest.mark.parametrize("text", ["The answer is 5 or 6.", r"The answer is \frac{1}{2} or \frac{1}{3}."])
+def test_a_math_answer_hedging_between_two_values_is_no_answer(text):
+    assert extract_answer(text) is None
+
+
+@pytest.mark.parametrize(
+    ("words", "value"),
+    [("twelve", "12"), ("forty-two", "42"), ("five hundred and twelve", "512"), ("minus seven", "-7")],
+)
+def test_a_number_spelled_out_in_words_is_read(words, value):
+    assert extract_answer(f"The answer is {words}.").value == value
+
+
+@pytest.mark.parametrize("words", ["one two three", "twelve three", "ninety ten", "a hundred"])
+def test_words_that_form_no_single_number_are_no_answer(words):
+    assert extract_answer(f"The answer is {words}.") is None
