@@ -20,6 +20,20 @@ def tiny_lm(tiny_model_dir):
     return load_causal_lm(tiny_model_dir)
 
 
+@pytest.fixture(scope="session")
+def authors_reference():
+    """tests/signals/authors_reference.py: the RLSF authors' answer confidence, written independently
+    of rlsf_verl, for tests to compare with (loaded by path: the tests are no package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "authors_reference", Path(__file__).parent / "signals" / "authors_reference.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.fixture
 def one_torch_thread():
     """Run the test with one torch CPU thread, restoring the previous count afterwards."""

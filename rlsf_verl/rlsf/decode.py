@@ -1,12 +1,14 @@
 """CoT decoding: for each prompt, the k most likely first tokens, each continued greedily.
 
 Every generated token keeps its value of a confidence signal (any registered in
-``rlsf_verl.signals``; by default ``answer_margin``, p(top1) - p(top2)), computed from the
+``rlsf_verl.signals``; by default ``answer_margin``, p(chosen) - p(top2): p1 - p2 for a greedy token,
+and for a branch's first token its own probability against the second most likely, which is 0 for
+the second branch and negative below it, as the RLSF authors score it), computed from the
 distribution it was chosen from during generation (no second forward pass): the confidence stage
 averages it over the answer span or the whole trace, as the signal says. The Hugging Face decoder
 batches prompts x branches with left padding and the KV cache; the vLLM decoder does the same
-through ``LLM.generate``, and offers signals only the top-2 log-probs it returns: ``logprob`` and
-``margin``.
+through ``LLM.generate``, and offers signals only what its top-2 log-probs (plus the chosen token's)
+give: ``logprob``, ``margin`` and ``chosen_margin``.
 
 >>> from rlsf_verl.models import build_tiny_model, load_causal_lm
 >>> model, tokenizer = load_causal_lm(build_tiny_model("/tmp/rlsf-tiny-doc"))   # doctest: +SKIP
@@ -25,9 +27,11 @@ from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from rlsf_verl.signals.answer_span import AnswerSpanRule
+
 GPU_EXTRA_HINT = "pip install 'rlsf-verl[gpu]'"
 # What a vLLM completion tells about each generated token: its log-prob and the top-2 log-probs.
-VLLM_INPUTS = frozenset({"logprob", "margin"})
+VLLM_INPUTS = frozenset({"logprob", "margin", "chosen_margin"})
 
 
 @dataclass
@@ -38,23 +42,29 @@ class DecodeConfig:
     max_new_tokens: int = 96  # token budget per branch, first token and EOS included
     batch_size: int = 64  # branch sequences per generation batch; tune it, wider is not faster on CPU
     use_chat_template: bool = True  # wrap each prompt as a user turn when the tokenizer has a template
-    answer_cue: str = "So the answer is"  # appended after a trace to make the model state its answer
-    answer_max_tokens: int = 20  # greedy tokens generated after the cue
+    # The answer span (rlsf_verl.signals.answer_span): the authors' cue and 20 tokens after it.
+    answer_cue: str = AnswerSpanRule.cue  # appended after a trace to make the model state its answer
+    answer_max_tokens: int = AnswerSpanRule.max_tokens  # greedy tokens generated after the cue
+    # true differs from the authors: a span must hold a letter or digit (their code takes a lone ",")
+    answer_require_alphanumeric: bool = AnswerSpanRule.require_alphanumeric
     progress: bool = True  # tqdm progress bar
 
     def __post_init__(self) -> None:
-        for name in ("k", "max_new_tokens", "batch_size", "answer_max_tokens"):
+        for name in ("k", "max_new_tokens", "batch_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"DecodeConfig.{name} must be a positive integer, got {value!r}")
         for name in ("use_chat_template", "progress"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"DecodeConfig.{name} must be true or false, got {getattr(self, name)!r}")
-        if not isinstance(self.answer_cue, str) or not self.answer_cue.strip():
-            raise ValueError(
-                f"DecodeConfig.answer_cue must be a non-empty string such as 'So the answer is', "
-                f"got {self.answer_cue!r}"
-            )
+        _ = self.answer_rule  # checks the answer_* fields, naming them
+
+    @property
+    def answer_rule(self) -> AnswerSpanRule:
+        """How the answer span of a trace is found (``answer_*`` fields)."""
+        return AnswerSpanRule.from_settings(
+            "DecodeConfig", self.answer_cue, self.answer_max_tokens, self.answer_require_alphanumeric
+        )
 
 
 @dataclass
@@ -339,23 +349,26 @@ class HFCoTDecoder(CoTDecoder):
             values = self._token_values(logits, tokens)
 
 
-def _top2_margin_from_logprobs(logprobs: dict) -> float:
-    # vLLM returns the top-2 log-probs (plus the sampled token's): p1 - p2 from the best two.
+def _top2_probabilities(logprobs: dict) -> tuple[float, float]:
+    # vLLM returns the top-2 log-probs (plus the chosen token's when it ranks lower): the best two.
     best = sorted((entry.logprob for entry in logprobs.values()), reverse=True)
-    return math.exp(best[0]) - (math.exp(best[1]) if len(best) > 1 else 0.0)
+    return math.exp(best[0]), (math.exp(best[1]) if len(best) > 1 else 0.0)
 
 
 def token_values_from_logprobs(signal, steps: list[dict], chosen: list[int]) -> list[float]:
     """``signal``'s value for each ``chosen`` token id, from vLLM's log-prob dict of its step
-    (``{token_id: Logprob}`` holding the top-2 and the chosen token): the signal reads ``logprob``
-    and ``margin`` only (:data:`VLLM_INPUTS`)."""
+    (``{token_id: Logprob}`` holding the top-2 and the chosen token): the signal reads ``logprob``,
+    ``margin`` and ``chosen_margin`` only (:data:`VLLM_INPUTS`)."""
     import torch
 
     from rlsf_verl.signals import TokenInputs
 
+    logprobs = [step[token].logprob for step, token in zip(steps, chosen, strict=True)]
+    top2 = [_top2_probabilities(step) for step in steps]
     inputs = TokenInputs(
-        logprob=torch.tensor([step[token].logprob for step, token in zip(steps, chosen, strict=True)]),
-        margin=torch.tensor([_top2_margin_from_logprobs(step) for step in steps]),
+        logprob=torch.tensor(logprobs),
+        margin=torch.tensor([first - second for first, second in top2]),
+        chosen_margin=torch.tensor([math.exp(lp) - second for lp, (_, second) in zip(logprobs, top2, strict=True)]),
         source="the vLLM decoder",
     )
     return signal.token_values(inputs).tolist()
@@ -363,10 +376,11 @@ def token_values_from_logprobs(signal, steps: list[dict], chosen: list[int]) -> 
 
 class VLLMCoTDecoder(CoTDecoder):
     """CoT decoding through a vLLM engine: a one-token pass with top-k log-probs picks the first
-    tokens, then greedy continuations (``temperature=0``, ``logprobs=2``) give ids and confidences.
+    tokens, then greedy continuations (``temperature=0``, ``logprobs=2``) give ids and confidences;
+    each branch's first token is valued from the one-token pass, against its own probability.
 
     ``model`` is a ``vllm.LLM`` or a model path (then ``llm_kwargs`` go to ``vllm.LLM``). vLLM returns
-    top-2 log-probs, not logits: ``signal`` must read only ``logprob`` and ``margin``
+    top-2 log-probs, not logits: ``signal`` must read only ``logprob``, ``margin`` and ``chosen_margin``
     (:data:`VLLM_INPUTS`), else the decoder refuses it before loading anything.
     """
 

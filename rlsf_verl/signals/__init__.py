@@ -1,14 +1,16 @@
 """The math of confidence, in pure torch: per-token and per-sequence signals computed from logits.
 
 One pass over the logits (chunked over tokens, float32 accumulation) gives token entropy,
-self-certainty KL(U || p), the top-2 margin p1 - p2 and log p of given tokens; rewards, metrics
-and analysis all call these. ``vocab_parallel_token_signals`` does the same from a Megatron
+self-certainty KL(U || p), the top-2 margin p1 - p2, and log p and p - p2 of given tokens; rewards,
+metrics and analysis all call these. ``answer_span`` finds the answer span that answer-span signals
+(RLSF's ``answer_margin``) average over. ``vocab_parallel_token_signals`` does the same from a Megatron
 tensor-parallel vocab shard. ``registry`` names the confidence signals built from them (and any a
 user registers with ``register_signal``); everything that rewards or ranks by confidence looks them
 up there.
 """
 
 from rlsf_verl.signals._reduce import masked_mean
+from rlsf_verl.signals.answer_span import AnswerSpan, AnswerSpanRule, SpanTokens, find_answer_span
 from rlsf_verl.signals.certainty import self_certainty
 from rlsf_verl.signals.core import TokenSignals, sequence_signals, token_signals
 from rlsf_verl.signals.entropy import token_entropy, token_logprobs, trajectory_entropy
@@ -24,6 +26,10 @@ from rlsf_verl.signals.registry import (
 )
 
 __all__ = [
+    "AnswerSpan",
+    "AnswerSpanRule",
+    "SpanTokens",
+    "find_answer_span",
     "Signal",
     "TokenInputs",
     "TokenSignals",

@@ -18,7 +18,7 @@ from torch import Tensor
 from rlsf_verl.signals._reduce import Positions, RowSums, masked_mean, reduce_rows
 from rlsf_verl.signals.certainty import certainty_from_sums
 from rlsf_verl.signals.entropy import entropy_from_sums, logprob_from_sums
-from rlsf_verl.signals.margin import margin_from_sums
+from rlsf_verl.signals.margin import chosen_margin_from_sums, margin_from_sums
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,7 @@ class TokenSignals:
     """Per-position signals, each [B, T] float32 and 0 where ``mask`` [B, T] bool is False.
 
     entropy: -sum p log p; self_certainty: KL(U || p); margin: p(top1) - p(top2);
-    logprob: log p(token_ids), only when token ids were given.
+    logprob: log p(token_ids) and chosen_margin: p(token_ids) - p(top2), only when token ids were given.
     """
 
     entropy: Tensor
@@ -34,6 +34,7 @@ class TokenSignals:
     margin: Tensor
     logprob: Tensor | None
     mask: Tensor
+    chosen_margin: Tensor | None
 
 
 def signals_from_sums(sums: RowSums, positions: Positions) -> TokenSignals:
@@ -44,6 +45,7 @@ def signals_from_sums(sums: RowSums, positions: Positions) -> TokenSignals:
         margin=positions.scatter(margin_from_sums(sums)),
         logprob=positions.scatter(logprob_from_sums(sums)) if sums.target is not None else None,
         mask=positions.mask,
+        chosen_margin=positions.scatter(chosen_margin_from_sums(sums)) if sums.target is not None else None,
     )
 
 
@@ -51,7 +53,7 @@ def signals_from_sums(sums: RowSums, positions: Positions) -> TokenSignals:
 def token_signals(
     logits: Tensor, mask: Tensor | None = None, token_ids: Tensor | None = None, chunk_tokens: int = 1024
 ) -> TokenSignals:
-    """Entropy, self-certainty, top-2 margin (and log p of ``token_ids``) per position, in one pass.
+    """Entropy, self-certainty, top-2 margin (and log p and p - p2 of ``token_ids``) per position, in one pass.
 
     >>> s = token_signals(torch.tensor([[[2.0, 0.0, 0.0]]]), token_ids=torch.tensor([[0]]))
     >>> [round(x.item(), 4) for x in (s.entropy, s.self_certainty, s.margin, s.logprob)]

@@ -31,21 +31,27 @@ import torch
 from torch import Tensor
 
 from rlsf_verl.naming import unknown_name_error
+from rlsf_verl.signals.answer_span import AnswerSpan
 from rlsf_verl.signals.core import token_signals
 
 # What a signal may read about each position; a source offers a subset (see TokenInputs.available).
-INPUTS = ("logits", "logprob", "margin", "entropy", "self_certainty")
+INPUTS = ("logits", "logprob", "margin", "chosen_margin", "entropy", "self_certainty")
 SPANS = ("response", "answer")
-_STATISTICS = ("logprob", "margin", "entropy", "self_certainty")
+_STATISTICS = ("logprob", "margin", "chosen_margin", "entropy", "self_certainty")
+# Fields that describe the token actually chosen at a position: from logits they need its id.
+_OF_THE_CHOSEN_TOKEN = frozenset({"logprob", "chosen_margin"})
 
 
 class TokenInputs:
     """What is known about N token positions, for signal functions; every field is [N] float32 except
     ``logits`` [N, V] (any float dtype) and ``token_ids`` [N] long.
 
-    Give ``logits`` (with ``token_ids`` for ``logprob``) and the statistics are computed from them in
-    one pass when first read, or give the statistics a source already has (a completions server has
-    ``logprob`` and ``margin``; verl's actor has ``logprob`` and ``entropy``). Reading a field the
+    ``margin`` is p(top1) - p(top2); ``chosen_margin`` is p(chosen) - p(top2), the chosen token's
+    probability against the second most likely token's (equal to ``margin`` for a greedy token).
+    Give ``logits`` (with ``token_ids`` for ``logprob`` and ``chosen_margin``) and the statistics are
+    computed from them in one pass when first read, or give the statistics a source already has (a
+    completions server has ``logprob``, ``margin`` and ``chosen_margin``; verl's actor has ``logprob``
+    and ``entropy``). Reading a field the
     source does not have raises a ValueError naming it.
 
     >>> inputs = TokenInputs(logits=torch.zeros(2, 4))
@@ -60,6 +66,7 @@ class TokenInputs:
         token_ids: Tensor | None = None,
         logprob: Tensor | None = None,
         margin: Tensor | None = None,
+        chosen_margin: Tensor | None = None,
         entropy: Tensor | None = None,
         self_certainty: Tensor | None = None,
         source: str = "this source",
@@ -68,7 +75,13 @@ class TokenInputs:
             raise ValueError(f"logits: expected [N, V], got shape {tuple(logits.shape)}")
         self._logits = logits
         self.token_ids = token_ids
-        self._given = {"logprob": logprob, "margin": margin, "entropy": entropy, "self_certainty": self_certainty}
+        self._given = {
+            "logprob": logprob,
+            "margin": margin,
+            "chosen_margin": chosen_margin,
+            "entropy": entropy,
+            "self_certainty": self_certainty,
+        }
         self._computed: dict[str, Tensor] | None = None
         self.source = source
 
@@ -76,8 +89,8 @@ class TokenInputs:
     def available(self) -> frozenset[str]:
         """The fields this source can give."""
         if self._logits is not None:
-            without_ids = self.token_ids is None and self._given["logprob"] is None
-            return frozenset(INPUTS) - ({"logprob"} if without_ids else set())
+            missing = _OF_THE_CHOSEN_TOKEN if self.token_ids is None else frozenset()
+            return frozenset(INPUTS) - {name for name in missing if self._given[name] is None}
         return frozenset(name for name, value in self._given.items() if value is not None)
 
     @property
@@ -91,6 +104,10 @@ class TokenInputs:
     @property
     def margin(self) -> Tensor:
         return self._field("margin")
+
+    @property
+    def chosen_margin(self) -> Tensor:
+        return self._field("chosen_margin")
 
     @property
     def entropy(self) -> Tensor:
@@ -201,20 +218,21 @@ def signal_names() -> tuple[str, ...]:
     return tuple(sorted(_SIGNALS))
 
 
-def sequence_confidence(values: Tensor, answer_span: tuple[int, int] | None, signal: Signal) -> float:
-    """Mean of per-token ``values`` [R] over the response, or over ``answer_span`` [start, end) for
-    answer-span signals.
+def sequence_confidence(values: Tensor, answer_span: AnswerSpan | None, signal: Signal) -> float:
+    """Mean of per-token ``values`` [R] over the response, or over the positions of ``answer_span``
+    (:func:`rlsf_verl.signals.answer_span.find_answer_span`) for answer-span signals.
 
-    >>> round(sequence_confidence(torch.tensor([0.2, 0.8, 0.6]), (1, 3), get_signal("answer_margin")), 6)
+    >>> from rlsf_verl.signals.answer_span import AnswerSpan
+    >>> span = AnswerSpan(start=1, end=4, positions=(1, 3))   # position 2 held a stripped "."
+    >>> round(sequence_confidence(torch.tensor([0.2, 0.8, 0.1, 0.6]), span, get_signal("answer_margin")), 6)
     0.7
     """
     if signal.span == "answer":
         if answer_span is None:
             raise ValueError(f"answer_span: required by signal {signal.name!r} (it averages over the answer)")
-        start, end = answer_span
-        if not 0 <= start < end <= len(values):
-            raise ValueError(f"answer_span {answer_span}: not a non-empty range inside {len(values)} tokens")
-        values = values[start:end]
+        if not answer_span.positions or not 0 <= answer_span.start < answer_span.end <= len(values):
+            raise ValueError(f"answer_span {answer_span}: not a non-empty span inside {len(values)} tokens")
+        values = values[list(answer_span.positions)]
     if len(values) == 0:
         raise ValueError(f"signal {signal.name!r}: no tokens to average")
     return float(values.double().mean())
@@ -224,10 +242,10 @@ def _uniform_floor(vocab_size: int) -> float:
     return -math.log(vocab_size)
 
 
-@register_signal("answer_margin", needs=("margin",), span="answer", floor=0.0)
+@register_signal("answer_margin", needs=("chosen_margin",), span="answer", floor=0.0)
 def answer_margin(inputs: TokenInputs) -> Tensor:
-    """p(top1) - p(top2), averaged over the answer span: RLSF's CoT-decoding confidence."""
-    return inputs.margin
+    """p(chosen) - p(top2), averaged over the answer span: RLSF's CoT-decoding confidence (no span: 0)."""
+    return inputs.chosen_margin
 
 
 @register_signal("self_certainty", needs=("self_certainty",), floor=0.0)

@@ -1,22 +1,18 @@
 """Answer-span confidence: longest common token span between the cue continuation and the trace,
 and the trace's confidence under the signal it was decoded with."""
 
+import difflib
 import json
+import random
 
 import pytest
 import torch
 
 from rlsf_verl.data import Problem, builtin_problems, render_prompt
-from rlsf_verl.rlsf.confidence import (
-    ScoredTrace,
-    extracted_answer_span,
-    has_alphanumeric,
-    longest_common_span,
-    score_traces,
-    trace_confidence,
-)
+from rlsf_verl.rlsf.confidence import ScoredTrace, extracted_answer_span, score_traces, trace_confidence
 from rlsf_verl.rlsf.decode import CoTDecoder, DecodeConfig, HFCoTDecoder, Trace, encode_text
-from rlsf_verl.signals import TokenInputs, register_signal
+from rlsf_verl.signals import AnswerSpan, SpanTokens, TokenInputs, register_signal
+from rlsf_verl.signals.answer_span import longest_common_span
 
 # One thread: the tiny model's matrices are too small to split, and it keeps these tests fast
 # while other processes compete for the cores.
@@ -26,8 +22,8 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 class ScriptedDecoder(CoTDecoder):
     """Answers every cue with the same token ids and records the prefixes it was asked to continue."""
 
-    def __init__(self, tokenizer, answer_ids: list[int]):
-        self.tokenizer, self.config, self.answer_ids = tokenizer, DecodeConfig(progress=False), answer_ids
+    def __init__(self, tokenizer, answer_ids: list[int], **config):
+        self.tokenizer, self.config, self.answer_ids = tokenizer, DecodeConfig(progress=False, **config), answer_ids
         self.prefixes: list[list[int]] = []
 
     def decode(self, prompts):
@@ -38,10 +34,10 @@ class ScriptedDecoder(CoTDecoder):
         return [(self.answer_ids[:max_new_tokens], [0.5] * len(self.answer_ids)) for _ in prefixes]
 
 
-@register_signal("rlsf_test_least_margin", needs=("margin",), span="answer", floor=0.0, replace=True)
+@register_signal("rlsf_test_least_margin", needs=("chosen_margin",), span="answer", floor=0.0, replace=True)
 def least_margin(inputs: TokenInputs) -> torch.Tensor:
-    """1 - (p1 - p2): ranks answers the other way round from answer_margin."""
-    return 1.0 - inputs.margin
+    """1 - (p(chosen) - p2): ranks answers the other way round from answer_margin."""
+    return 1.0 - inputs.chosen_margin
 
 
 @register_signal("rlsf_test_answer_logprob", needs=("logprob",), span="answer", floor=-3.0, replace=True)
@@ -66,8 +62,22 @@ def test_longest_common_run_wins_over_shorter_ones():
     assert longest_common_span([1, 2, 3, 9, 4, 5], [4, 5, 0, 1, 2, 3]) == (0, 3)
 
 
-def test_tie_goes_to_the_run_that_ends_last_in_the_trace():
-    assert longest_common_span([7, 8, 0, 7, 8, 0], [7, 8]) == (3, 5)
+def test_tie_goes_to_the_first_run_in_the_trace_as_difflib_finds_it():
+    assert longest_common_span([7, 8, 0, 7, 8, 0], [7, 8]) == (0, 2)
+    assert longest_common_span([5, 7, 8, 2, 7, 8], [9, 7, 8]) == (1, 3)
+
+
+def test_the_span_is_the_one_difflib_finds_on_random_sequences():
+    # difflib's find_longest_match (the authors' matcher, junk heuristics off) as the reference.
+    rng = random.Random(0)
+    for _ in range(300):
+        trace = [rng.randrange(4) for _ in range(rng.randrange(0, 14))]
+        answer = [rng.randrange(4) for _ in range(rng.randrange(0, 8))]
+        match = difflib.SequenceMatcher(None, trace, answer, autojunk=False).find_longest_match(
+            0, len(trace), 0, len(answer)
+        )
+        expected = (match.a, match.a + match.size) if match.size else None
+        assert longest_common_span(trace, answer) == expected, (trace, answer)
 
 
 def test_no_shared_token_gives_no_span():
@@ -90,7 +100,7 @@ def test_a_run_with_one_counting_token_keeps_its_punctuation():
 
 def test_alphanumeric_tokens_count_and_punctuation_does_not(tiny_lm):
     _, tokenizer = tiny_lm
-    counts = has_alphanumeric(tokenizer)
+    counts = SpanTokens(tokenizer).has_alphanumeric
     assert counts(encode_text(tokenizer, "42")[0]) and counts(encode_text(tokenizer, "the")[0])
     assert not counts(encode_text(tokenizer, ".")[0]) and not counts(encode_text(tokenizer, " ")[0])
     assert not counts(tokenizer.eos_token_id)
@@ -99,13 +109,14 @@ def test_alphanumeric_tokens_count_and_punctuation_does_not(tiny_lm):
 # --- trace confidence ------------------------------------------------------------------------------
 
 
-def test_answer_margin_confidence_is_the_mean_over_the_span():
-    assert trace_confidence([0.2, 0.9, 0.5, 0.1], (1, 3), "answer_margin", 8) == pytest.approx(0.7)
+def test_answer_margin_confidence_is_the_mean_over_the_span_positions():
+    assert trace_confidence([0.2, 0.9, 0.5, 0.1], AnswerSpan(1, 3, (1, 2)), "answer_margin", 8) == pytest.approx(0.7)
+    assert trace_confidence([0.2, 0.9, 0.5, 0.1], AnswerSpan(0, 3, (0, 2)), "answer_margin", 8) == pytest.approx(0.35)
 
 
 def test_a_response_signal_averages_the_whole_trace_whatever_the_span():
     values = [-0.2, -0.9, -0.5, -0.1]
-    assert trace_confidence(values, (1, 3), "neg_entropy", 8) == pytest.approx(-0.425)
+    assert trace_confidence(values, AnswerSpan(1, 3, (1, 2)), "neg_entropy", 8) == pytest.approx(-0.425)
     assert trace_confidence(values, None, "neg_entropy", 8) == pytest.approx(-0.425)
 
 
@@ -121,7 +132,7 @@ def test_a_trace_the_signal_cannot_average_gets_its_floor(values, span, signal, 
     assert trace_confidence(values, span, signal, 8) == pytest.approx(floor)
 
 
-@pytest.mark.parametrize("span", [(2, 2), (0, 5), (-1, 2)])
+@pytest.mark.parametrize("span", [AnswerSpan(2, 2, ()), AnswerSpan(0, 5, (0, 4)), AnswerSpan(-1, 2, (-1, 1))])
 def test_trace_confidence_rejects_spans_outside_the_values(span):
     with pytest.raises(ValueError, match="span"):
         trace_confidence([0.2, 0.9, 0.5, 0.1], span, "answer_margin", 8)
@@ -142,6 +153,35 @@ def test_confidence_is_the_mean_of_the_trace_values_over_the_shared_span(tiny_lm
     assert not scored.no_answer
 
 
+def test_full_stop_and_newline_tokens_are_left_out_of_the_span_mean(tiny_lm):
+    # The authors remove the "." and newline tokens from the trace and the cue continuation
+    # before matching, so they neither break a span nor enter its mean.
+    _, tokenizer = tiny_lm
+    trace = make_trace(tokenizer, "so 3.5 apples.\n", values=None)
+    ids = trace.token_ids
+    period, newline = encode_text(tokenizer, ".")[0], encode_text(tokenizer, "\n")[0]
+    assert ids.count(period) == 2 and ids[-1] == newline, tokenizer.convert_ids_to_tokens(ids)
+    trace.token_confidence = [0.1 * (t + 1) for t in range(len(ids))]
+    answer_ids = ids[1:]  # "3.5 apples.\n": shares everything but "so"
+    [scored] = score_traces(ScriptedDecoder(tokenizer, answer_ids), tokenizer, [trace])
+
+    kept = [v for t, v in zip(ids[1:], trace.token_confidence[1:], strict=True) if t not in (period, newline)]
+    assert scored.confidence == pytest.approx(sum(kept) / len(kept))
+    assert scored.span == (1, len(ids) - 2)  # from "3" to "apples": the trailing ".\n" is not part of it
+
+
+def test_a_full_stop_inside_the_trace_does_not_split_the_answer(tiny_lm):
+    _, tokenizer = tiny_lm
+    trace = make_trace(tokenizer, "it is 3.5")
+    period = encode_text(tokenizer, ".")[0]
+    answer_ids = [t for t in trace.token_ids[2:] if t != period]  # "3 5" without the ".": the authors' match
+    [scored] = score_traces(ScriptedDecoder(tokenizer, answer_ids), tokenizer, [trace])
+
+    assert scored.span == (2, len(trace.token_ids))
+    kept = [v for t, v in zip(trace.token_ids[2:], trace.token_confidence[2:], strict=True) if t != period]
+    assert scored.confidence == pytest.approx(sum(kept) / len(kept))
+
+
 def test_no_shared_span_gives_confidence_zero_and_no_answer(tiny_lm):
     _, tokenizer = tiny_lm
     trace = make_trace(tokenizer, "3 + 4 = 7 apples")
@@ -153,12 +193,22 @@ def test_no_shared_span_gives_confidence_zero_and_no_answer(tiny_lm):
 
 def test_a_shared_punctuation_only_span_is_no_answer(tiny_lm):
     _, tokenizer = tiny_lm
-    trace = make_trace(tokenizer, "3 + 4 = 7.")
-    period = encode_text(tokenizer, ".")
-    [scored] = score_traces(ScriptedDecoder(tokenizer, period), tokenizer, [trace])
+    trace = make_trace(tokenizer, "3 + 4 = 7,")
+    comma = encode_text(tokenizer, ",")
+    [scored] = score_traces(ScriptedDecoder(tokenizer, comma), tokenizer, [trace])
 
-    assert longest_common_span(trace.token_ids, period) is not None, "the '.' is shared"
+    assert longest_common_span(trace.token_ids, comma) is not None, "the ',' is shared"
     assert scored.no_answer and scored.confidence == 0.0
+
+
+def test_without_require_alphanumeric_a_lone_comma_is_a_span_as_in_the_authors_code(tiny_lm):
+    _, tokenizer = tiny_lm
+    trace = make_trace(tokenizer, "3 + 4 = 7,")
+    decoder = ScriptedDecoder(tokenizer, encode_text(tokenizer, ","), answer_require_alphanumeric=False)
+    [scored] = score_traces(decoder, tokenizer, [trace])
+
+    n = len(trace.token_ids)
+    assert scored.span == (n - 1, n) and scored.confidence == pytest.approx(trace.token_confidence[-1])
 
 
 def test_an_empty_trace_is_no_answer(tiny_lm):
@@ -168,13 +218,22 @@ def test_an_empty_trace_is_no_answer(tiny_lm):
     assert scored.no_answer and scored.confidence == 0.0
 
 
-def test_the_cue_follows_prompt_and_trace_tokens(tiny_lm):
+@pytest.mark.parametrize(
+    ("text", "kept", "cue"),
+    [
+        ("3 + 4 = 7", "3 + 4 = 7", ". So the answer is"),  # the cue starts a new sentence, as the authors write it
+        ("3 + 4 = 7.", "3 + 4 = 7.", " So the answer is"),
+        ("3 + 4 = 7.\n", "3 + 4 = 7.", " So the answer is"),  # trailing whitespace goes, as their strip() does
+    ],
+)
+def test_the_cue_follows_prompt_and_trace_tokens(tiny_lm, text, kept, cue):
     _, tokenizer = tiny_lm
-    trace = make_trace(tokenizer, "3 + 4 = 7")
+    trace = make_trace(tokenizer, text)
     decoder = ScriptedDecoder(tokenizer, encode_text(tokenizer, " 7"))
     score_traces(decoder, tokenizer, [trace])
 
-    expected = encode_text(tokenizer, trace.prompt) + trace.token_ids + encode_text(tokenizer, " So the answer is")
+    expected = encode_text(tokenizer, trace.prompt) + encode_text(tokenizer, kept) + encode_text(tokenizer, cue)
+    assert trace.token_ids[: len(encode_text(tokenizer, kept))] == encode_text(tokenizer, kept)
     assert decoder.prefixes == [expected]
 
 
@@ -263,8 +322,8 @@ def test_scoring_real_traces_of_the_tiny_model(tiny_lm):
         else:
             start, end = s.span
             assert 0 <= start < end <= len(s.token_ids)
-            assert s.confidence == pytest.approx(sum(s.token_confidence[start:end]) / (end - start))
-            assert 0.0 <= s.confidence <= 1.0
+            assert s.confidence == pytest.approx(kept_mean(tokenizer, s))
+            assert -1.0 <= s.confidence <= 1.0
     assert not all(s.no_answer for s in scored), "the tiny model repeats its own tokens after the cue"
 
 
@@ -279,6 +338,15 @@ def test_a_no_answer_trace_under_a_response_signal_is_ranked_by_the_whole_trace(
     assert scored.confidence == pytest.approx(sum(trace.token_confidence) / len(trace.token_ids))
 
 
+def kept_mean(tokenizer, scored: ScoredTrace) -> float:
+    """Mean of the values over the span, "." and newline tokens left out."""
+    stripped = SpanTokens(tokenizer).stripped
+    start, end = scored.span
+    pairs = zip(scored.token_ids[start:end], scored.token_confidence[start:end], strict=True)
+    kept = [v for t, v in pairs if t not in stripped]
+    return sum(kept) / len(kept)
+
+
 def decode_and_score(tiny_lm, **signal):
     model, tokenizer = tiny_lm
     problems = builtin_problems(3, seed=1)
@@ -286,14 +354,13 @@ def decode_and_score(tiny_lm, **signal):
     return score_traces(decoder, tokenizer, decoder.decode([render_prompt(p) for p in problems]), problems)
 
 
-def test_the_default_ranks_traces_by_the_mean_top2_margin_over_the_answer_span(tiny_lm):
+def test_the_default_ranks_traces_by_the_mean_answer_margin_over_the_answer_span(tiny_lm):
     scored = decode_and_score(tiny_lm)
     for s in scored:
         assert s.signal == "answer_margin"
-        start, end = s.span or (0, 0)
-        # RLSF's rule as written before signals were pluggable: the plain mean of the margins, 0 without a span.
-        before = sum(s.token_confidence[start:end]) / (end - start) if s.span else 0.0
-        assert s.confidence == pytest.approx(before, rel=1e-12, abs=0.0)
+        # RLSF's rule: the plain mean of the token values over the span, 0 without a span.
+        expected = kept_mean(tiny_lm[1], s) if s.span else 0.0
+        assert s.confidence == pytest.approx(expected, rel=1e-12, abs=0.0)
     assert sum(not s.no_answer for s in scored) >= 4, "the check needs several answered traces"
 
 

@@ -90,16 +90,31 @@ def test_first_tokens_are_the_top_k_of_the_first_step(tiny_lm):
         branches = traces[4 * i : 4 * i + 4]
         assert [t.first_token_id for t in branches] == logits.topk(4).indices.tolist()
         assert all(t.token_ids[0] == t.first_token_id for t in branches)
-        first_margin = top2_margin(logits[None, None]).item()
-        assert [t.token_confidence[0] for t in branches] == pytest.approx([first_margin] * 4, abs=1e-5)
 
 
-def test_default_token_confidence_is_the_answer_margin_one_per_token_between_0_and_1(tiny_lm):
+def test_each_branch_scores_its_own_first_token_against_the_second_most_likely(tiny_lm):
+    # The authors' value p(chosen) - p(second most likely), float64 from the first step's logits:
+    # the greedy branch gets p1 - p2, the second branch exactly 0, later branches less than 0.
+    model, tokenizer = tiny_lm
+    decoder = HFCoTDecoder(model, tokenizer, quiet(k=4, max_new_tokens=3))
+    traces = decoder.decode(PROMPTS)
+    for i in range(len(PROMPTS)):
+        probs = first_step_logits(model, tokenizer, decoder.render(PROMPTS[i])).double().softmax(-1)
+        ranked = probs.sort(descending=True).values
+        expected = [(ranked[j] - ranked[1]).item() for j in range(4)]
+        assert [t.token_confidence[0] for t in traces[4 * i : 4 * i + 4]] == pytest.approx(expected, abs=1e-6)
+        assert expected[0] == pytest.approx(top2_margin(probs.log()[None].float()).item(), abs=1e-6)
+        assert expected[1] == 0.0 and expected[2] < 0.0 and expected[3] < 0.0
+
+
+def test_default_token_confidence_is_the_answer_margin_one_per_token(tiny_lm):
     traces = HFCoTDecoder(*tiny_lm, quiet()).decode(PROMPTS[:2])
     for trace in traces:
         assert trace.signal == "answer_margin"
         assert len(trace.token_confidence) == len(trace.token_ids)
-        assert all(0.0 <= m <= 1.0 for m in trace.token_confidence)
+        # Greedy tokens score p1 - p2 >= 0; only a branch's first token can score below 0.
+        assert all(0.0 <= m <= 1.0 for m in trace.token_confidence[1:])
+        assert -1.0 <= trace.token_confidence[0] <= 1.0
 
 
 def test_branch_stops_at_eos_which_is_not_kept(lm_with_early_stops):
@@ -270,16 +285,23 @@ def test_an_unknown_signal_is_refused_with_did_you_mean(tiny_lm):
 @pytest.mark.parametrize("signal", ["neg_entropy", "self_certainty", "rlsf_test_top1_prob"])
 def test_vllm_decoder_refuses_a_signal_that_needs_more_than_its_top2_logprobs(signal):
     # Refused before vLLM is imported or a model is loaded: the settings are wrong whatever the machine.
-    with pytest.raises(ValueError, match=rf"signal '{signal}' reads .*vLLM decoder gives only logprob, margin"):
+    gives = "vLLM decoder gives only chosen_margin, logprob, margin"
+    with pytest.raises(ValueError, match=rf"signal '{signal}' reads .*{gives}"):
         VLLMCoTDecoder("some/model", signal=signal)
 
 
-def test_vllm_log_probs_give_the_margin_and_the_chosen_token_log_prob():
+def test_vllm_log_probs_give_the_chosen_token_margin_and_log_prob():
+    # vLLM's logprobs=2 step: the top-2 plus the chosen token when it ranks lower.
     steps = [
         {5: SimpleNamespace(logprob=math.log(0.6)), 9: SimpleNamespace(logprob=math.log(0.3))},
         {2: SimpleNamespace(logprob=math.log(0.5)), 7: SimpleNamespace(logprob=math.log(0.25))},
+        {
+            1: SimpleNamespace(logprob=math.log(0.6)),
+            4: SimpleNamespace(logprob=math.log(0.105)),
+            8: SimpleNamespace(logprob=math.log(0.017)),
+        },
     ]
-    margins = token_values_from_logprobs(get_signal("answer_margin"), steps, [5, 7])
-    logprobs = token_values_from_logprobs(get_signal("neg_trajectory_entropy"), steps, [5, 7])
-    assert margins == pytest.approx([0.3, 0.25], abs=1e-7)
-    assert logprobs == pytest.approx([math.log(0.6), math.log(0.25)], abs=1e-6)
+    margins = token_values_from_logprobs(get_signal("answer_margin"), steps, [5, 7, 8])
+    logprobs = token_values_from_logprobs(get_signal("neg_trajectory_entropy"), steps, [5, 7, 8])
+    assert margins == pytest.approx([0.6 - 0.3, 0.25 - 0.25, 0.017 - 0.105], abs=1e-7)
+    assert logprobs == pytest.approx([math.log(0.6), math.log(0.25), math.log(0.017)], abs=1e-6)

@@ -12,11 +12,11 @@ from rlsf_verl.signals import TokenInputs, register_signal
 
 # Up to the pairs: what the signal changes. tau=0 so that a random model still yields pairs.
 OVERRIDES = [
-    "data.n_problems=4",
+    "data.n_problems=6",
     "data.n_eval=3",
     "decode.k=3",
     "decode.max_new_tokens=12",
-    "decode.answer_max_tokens=6",
+    "decode.answer_max_tokens=12",
     "decode.batch_size=6",
     "decode.progress=false",
     "tau=0.0",
@@ -26,10 +26,10 @@ OVERRIDES = [
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-@register_signal("rlsf_test_pipeline_least_margin", needs=("margin",), span="answer", floor=0.0, replace=True)
+@register_signal("rlsf_test_pipeline_least_margin", needs=("chosen_margin",), span="answer", floor=0.0, replace=True)
 def least_margin(inputs: TokenInputs) -> torch.Tensor:
-    """1 - (p1 - p2): a user's signal that ranks answers the other way round from answer_margin."""
-    return 1.0 - inputs.margin
+    """1 - (p(chosen) - p2): a user's signal that ranks answers the other way round from answer_margin."""
+    return 1.0 - inputs.chosen_margin
 
 
 def make_config(model: Path, run_dir: Path, *extra: str) -> PipelineConfig:

@@ -22,7 +22,8 @@ def main(rank: int, world: int, store: str, cases_file: str, out_dir: str) -> No
             signals = vocab_parallel_token_signals(
                 case["logits"][..., start:stop], None, start, case["mask"], case["ids"], case["chunk_tokens"]
             )
-            results[name] = {key: getattr(signals, key) for key in ("entropy", "self_certainty", "margin", "logprob")}
+            keys = ("entropy", "self_certainty", "margin", "logprob", "chosen_margin")
+            results[name] = {key: getattr(signals, key) for key in keys}
         except ValueError as error:
             results[name] = str(error)
     torch.save(results, f"{out_dir}/rank{rank}.pt")

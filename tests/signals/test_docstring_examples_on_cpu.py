@@ -5,7 +5,7 @@ import importlib
 
 import pytest
 
-MODULES = ["_reduce", "certainty", "core", "entropy", "margin"]
+MODULES = ["_reduce", "answer_span", "certainty", "core", "entropy", "margin"]
 
 
 @pytest.mark.parametrize("name", MODULES)

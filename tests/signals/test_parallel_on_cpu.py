@@ -13,7 +13,7 @@ from rlsf_verl.signals import token_signals
 
 WORKER = Path(__file__).with_name("parallel_worker.py")
 REPO = Path(__file__).resolve().parents[2]
-NAMES = ["entropy", "self_certainty", "margin", "logprob"]
+NAMES = ["entropy", "self_certainty", "margin", "logprob", "chosen_margin"]
 
 
 def case(vocab, split, seed, batch=3, length=5, dtype=torch.float32, chunk_tokens=1024):

@@ -15,8 +15,9 @@ from rlsf_verl.signals import (
     top2_margin,
     trajectory_entropy,
 )
+from rlsf_verl.signals.registry import TokenInputs, get_signal
 
-NAMES = ["entropy", "self_certainty", "margin", "logprob"]
+NAMES = ["entropy", "self_certainty", "margin", "logprob", "chosen_margin"]
 SINGLE = {
     "entropy": token_entropy,
     "self_certainty": self_certainty,
@@ -49,6 +50,7 @@ def reference(logits, token_ids):
         "self_certainty": torch.logsumexp(z, -1) - mean_finite - torch.log(n_finite),
         "margin": top[..., 0] - second,
         "logprob": log_p.gather(-1, token_ids.unsqueeze(-1)).squeeze(-1),
+        "chosen_margin": p.gather(-1, token_ids.unsqueeze(-1)).squeeze(-1) - second,
     }
 
 
@@ -72,7 +74,7 @@ def assert_matches_reference(signals, logits, ids, mask, atol=1e-5):
         assert_close(got, want, atol=atol, rtol=1e-5, msg=name)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", sorted(SINGLE))
 def test_each_signal_matches_float64_reference_under_padding(name):
     logits, ids, mask = padded_batch()
     got = SINGLE[name](logits, mask, ids) if name == "logprob" else SINGLE[name](logits, mask)
@@ -93,7 +95,7 @@ def test_small_chunks_equal_one_chunk():
         assert_close(getattr(small, name), getattr(whole, name), atol=1e-6, rtol=0)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", sorted(SINGLE))
 def test_token_signals_equals_the_single_signal_function(name):
     logits, ids, mask = padded_batch()
     together = getattr(token_signals(logits, mask, ids, chunk_tokens=5), name)
@@ -101,9 +103,29 @@ def test_token_signals_equals_the_single_signal_function(name):
     assert_close(together, alone, atol=1e-6, rtol=0)
 
 
-def test_logprob_is_none_without_token_ids():
+def test_logprob_and_chosen_margin_are_none_without_token_ids():
     logits, _, mask = padded_batch()
-    assert token_signals(logits, mask).logprob is None
+    signals = token_signals(logits, mask)
+    assert signals.logprob is None and signals.chosen_margin is None
+
+
+# p = 0.6, 0.105, 0.1, 0.1, 0.078, 0.017: p(top1) - p(top2) = 0.495; token 5 (p = 0.017) is the last.
+DISPARITY_PROBS = [0.6, 0.105, 0.1, 0.1, 0.078, 0.017]
+
+
+@pytest.mark.parametrize(("chosen", "expected"), [(0, 0.6 - 0.105), (1, 0.0), (2, 0.1 - 0.105), (5, 0.017 - 0.105)])
+def test_answer_margin_scores_the_chosen_token_against_the_second_most_likely(chosen, expected):
+    # The RLSF authors' ProbabilityDisparity: p(chosen) - p(second most likely token) at the step, so
+    # a non-greedy branch's first token is scored by its own probability and can be negative.
+    logits = torch.tensor([DISPARITY_PROBS], dtype=torch.float64).log().float()
+    inputs = TokenInputs(logits=logits, token_ids=torch.tensor([chosen]))
+    assert inputs.margin.item() == pytest.approx(0.495, abs=1e-6)  # what every branch got before
+    assert get_signal("answer_margin").token_values(inputs).item() == pytest.approx(expected, abs=1e-6)
+
+
+def test_answer_margin_needs_the_chosen_token():
+    with pytest.raises(ValueError, match="chosen_margin"):
+        get_signal("answer_margin").token_values(TokenInputs(logits=torch.zeros(1, 4)))
 
 
 def test_tied_top_logits_give_zero_margin():
