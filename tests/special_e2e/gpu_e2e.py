@@ -23,6 +23,7 @@ import argparse
 import json
 import math
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -410,8 +411,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return EXIT_USAGE
     try:
+        model = str(Path(args.model).resolve())  # Ray workers start elsewhere: absolute paths only
         settings = Settings(
-            args.model, args.work, args.n_gpus, args.steps, args.backend, args.lr, args.rollout_tp, args.rm_path
+            model, args.work, args.n_gpus, args.steps, args.backend, args.lr, args.rollout_tp, args.rm_path
         )
         settings.sizes  # noqa: B018  (refuses a TP that does not divide the GPUs)
     except ValueError as error:
@@ -420,7 +422,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     names = args.runs.split(",")
     if args.command == "plan":
         for name in names:
-            print(" ".join(command(settings, RUNS[name], "python")))
+            print(shlex.join(command(settings, RUNS[name], "python")))
         return 0
     return run_all(settings, names, args.device, args.timeout_s)
 

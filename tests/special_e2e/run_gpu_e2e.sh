@@ -39,9 +39,11 @@ ARGS=(--model "$MODEL_PATH" --work "$WORK_DIR" --n-gpus "$N_GPUS" --steps "$STEP
 [[ -n "$ROLLOUT_TP" ]] && ARGS+=(--rollout-tp "$ROLLOUT_TP")
 [[ -n "$RUNS" ]] && ARGS+=(--runs "$RUNS")
 [[ -n "$RM_PATH" ]] && ARGS+=(--rm-path "$RM_PATH")
+# the settings are checked (model path, runs, TP) before minutes go into the environment
 if [[ "$DRY_RUN" == 1 ]]; then
     exec "$PYTHON" "$CHECK" plan "${ARGS[@]}"
 fi
+"$PYTHON" "$CHECK" plan "${ARGS[@]}" > /dev/null || exit $?
 
 if ! "$VENV/bin/python" -c "import verl" 2> /dev/null; then
     mkdir -p "$WORK_DIR"
