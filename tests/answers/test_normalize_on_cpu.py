@@ -120,3 +120,17 @@ def test_normalize_expression_gives_the_canonical_spelling(expr, canonical):
 
 def test_normalize_number_keeps_every_digit_of_a_long_number():
     assert normalize_number("12345678901234567890123456789012.50") == "12345678901234567890123456789012.5"
+
+
+def test_normalize_expression_keeps_a_text_answer_wrapped_so_words_stay_words():
+    # Unwrapped, "no" and "on" are both the product n*o to a symbolic checker.
+    assert normalize_expression(r"\text{ Tuesday }") == r"\text{Tuesday}"
+    assert normalize_expression(r"\text{(C)}") == "(C)"
+
+
+def test_normalize_expression_keeps_matrix_row_breaks():
+    assert normalize_expression(r"\begin{pmatrix} 1 \\ 2 \end{pmatrix}") == r"\begin{pmatrix}1\\2\end{pmatrix}"
+
+
+def test_normalize_expression_drops_a_unicode_degree_sign():
+    assert normalize_expression("90°") == "90"
