@@ -235,6 +235,8 @@ def _bare_answer(text: str, pos: int, stop: int, source: str) -> Answer | None:
     content = text[start:end]
     if not content or not _looks_like_math(content) or _PROSE_WORD_RE.match(content):
         return None
+    if content[-1] in "+-*/^_=<>\\":
+        return None  # "5+" or "2x -": unfinished, and math-verify would read "5+" as 5
     value = normalize_expression(content)
     return Answer(value, start, end, source) if value else None
 

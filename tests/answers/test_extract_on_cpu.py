@@ -409,3 +409,8 @@ def test_a_number_spelled_out_in_words_is_read(words, value):
 @pytest.mark.parametrize("words", ["one two three", "twelve three", "ninety ten", "a hundred"])
 def test_words_that_form_no_single_number_are_no_answer(words):
     assert extract_answer(f"The answer is {words}.") is None
+
+
+@pytest.mark.parametrize("text", ["The answer is 5+.", "The answer is 2x -", "The answer is 3^."])
+def test_an_expression_ending_in_an_operator_is_unfinished_and_no_answer(text):
+    assert extract_answer(text) is None
