@@ -192,8 +192,9 @@ def check_config(config: DictConfig) -> None:
 
 
 def _check_engine_signal(config: DictConfig, rlif) -> None:
-    """A signal computed by rlsf-verl's engine: the workers must pick our engine and know the signal."""
-    from rlsf_verl.engines import ENGINE_VENDOR, ENGINE_VENDOR_ENV, RLIF_SIGNAL_ENV, VOCAB_PARALLEL_INPUTS
+    """A signal computed by rlsf-verl's engine: the workers must know the signal (the trainer makes its
+    actor workers pick our engine, ``RLSFTrainer._init_resource_pool_mgr``)."""
+    from rlsf_verl.engines import RLIF_SIGNAL_ENV, VOCAB_PARALLEL_INPUTS
 
     env_vars = ((config.get("ray_kwargs") or {}).get("ray_init") or {}).get("runtime_env", {}).get("env_vars") or {}
     prefix = "ray_kwargs.ray_init.runtime_env.env_vars"
@@ -202,13 +203,12 @@ def _check_engine_signal(config: DictConfig, rlif) -> None:
         if rlif.signal == "self_certainty"
         else f"rlsf_rlif=custom rlsf.rlif.signal={rlif.signal}"
     )
-    wanted = {ENGINE_VENDOR_ENV: ENGINE_VENDOR, RLIF_SIGNAL_ENV: rlif.signal}
-    for name, value in wanted.items():
-        if env_vars.get(name) != value:
-            raise ValueError(
-                f"rlsf.rlif.signal={rlif.signal} is computed by rlsf-verl's engine, which the workers run only with "
-                f"{prefix}.{name}={value} (found {env_vars.get(name)!r}); select RLIF with {overlay}, which sets it"
-            )
+    if env_vars.get(RLIF_SIGNAL_ENV) != rlif.signal:
+        raise ValueError(
+            f"rlsf.rlif.signal={rlif.signal} is computed by rlsf-verl's engine, which learns the signal from "
+            f"{prefix}.{RLIF_SIGNAL_ENV}={rlif.signal} (found {env_vars.get(RLIF_SIGNAL_ENV)!r}); select RLIF "
+            f"with {overlay}, which sets it"
+        )
     if "logprob" in rlif.spec.needs:
         raise ValueError(
             f"rlsf.rlif.signal={rlif.signal} reads both the logits and the sampled tokens' log-probs; rlsf-verl's "

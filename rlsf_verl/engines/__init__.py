@@ -3,8 +3,9 @@ verl's old log-probs (the actor pass run with ``calculate_entropy=True``), for `
 
 verl looks engines up by (device, vendor); ours are registered with vendor ``rlsf`` and chosen in the
 workers with ``VERL_ENGINE_VENDOR=rlsf``; ``RLSF_VERL_RLIF_SIGNAL`` names the registered signal they
-compute (the ``rlsf_rlif`` overlays set both). The plugin imports this package's engine modules only
-where the vendor variable is set, because importing verl's engine package loads every backend (seconds).
+compute (rlsf-verl's trainer sets the first in its actor workers only, the ``rlsf_rlif`` overlays the
+second). The plugin imports this package's engine modules only where the vendor variable is set,
+because importing verl's engine package loads every backend (seconds).
 """
 
 from __future__ import annotations

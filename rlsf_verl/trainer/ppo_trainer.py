@@ -10,7 +10,9 @@ builds :class:`RLSFTrainer` directly and the mode stays "sync".
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import logging
+import os
 from pathlib import Path
 from pprint import pprint
 
@@ -149,6 +151,9 @@ class RLSFTrainer(compat.resolve("PPOTrainerSync")):
             from rlsf_verl.cpu.workers import use_cpu_workers
 
             use_cpu_workers(self.role_worker_mapping)
+        rlif = RLIFSettings.from_mapping(self._rlsf_section("rlif"))
+        if rlif.active and rlif.from_engine:
+            use_rlif_engine_workers(self.role_worker_mapping)
 
     def _save_checkpoint(self):
         super()._save_checkpoint()
@@ -223,6 +228,41 @@ class RLSFTrainer(compat.resolve("PPOTrainerSync")):
         fields = compat.resolve("tensordict_utils").get_tensordict({"rm_scores": nested})
         tq.kv_batch_put(keys=batch.keys, partition_id=batch.partition_id, fields=fields)
         metrics.update(new_metrics)
+
+
+def use_rlif_engine() -> None:
+    """Make this process build rlsf-verl's RLIF engine: verl picks an engine by (device, vendor) when a
+    worker builds its model (``EngineRegistry.get_engine_cls`` reads ``VERL_ENGINE_VENDOR`` then), and
+    our engine modules register it when imported. Done in the actor worker only, it spares every other
+    process of the job (reward workers, agent loops, rollout servers) the import of verl's engine stacks
+    that the plugin does wherever the variable is set.
+    """
+    from rlsf_verl.engines import ENGINE_VENDOR, ENGINE_VENDOR_ENV
+    from rlsf_verl.plugin import engine_modules
+
+    os.environ[ENGINE_VENDOR_ENV] = ENGINE_VENDOR
+    for name in engine_modules():
+        importlib.import_module(name)
+
+
+class RLIFEngineWorker:
+    """Mixin for verl's actor worker class: the process picks rlsf-verl's engine before verl builds one."""
+
+    def __init__(self, *args, **kwargs):
+        use_rlif_engine()
+        super().__init__(*args, **kwargs)
+
+
+def use_rlif_engine_workers(role_worker_mapping: dict) -> None:
+    """Give every role run by verl's actor worker (actor, hybrid actor-rollout-ref, reference) a subclass
+    with :class:`RLIFEngineWorker` in a trainer's ``role_worker_mapping`` (role -> Ray remote class)."""
+    import ray
+
+    actor_worker = compat.resolve("ActorRolloutRefWorker")
+    for role, remote_cls in role_worker_mapping.items():
+        cls = remote_cls.__ray_actor_class__
+        if issubclass(cls, actor_worker) and not issubclass(cls, RLIFEngineWorker):
+            role_worker_mapping[role] = ray.remote(type(f"RLIF{cls.__name__}", (RLIFEngineWorker, cls), {}))
 
 
 # What verl's reward managers read of a sample besides its tokens (verl's naive manager and rlsf-verl's

@@ -126,7 +126,7 @@ def test_overlay_declares_every_manager_setting_with_its_default(option, section
 def test_main_rlif_composes_self_certainty_under_grpo_and_switches_by_one_override():
     rlif = compose_config(["actor_rollout_ref.model.path=/models/policy"], config_name="rlif_trainer")
     assert (rlif.rlsf.rlif.signal, rlif.algorithm.adv_estimator) == ("self_certainty", "grpo")
-    assert rlif.ray_kwargs.ray_init.runtime_env.env_vars.VERL_ENGINE_VENDOR == "rlsf"
+    assert rlif.ray_kwargs.ray_init.runtime_env.env_vars.RLSF_VERL_RLIF_SIGNAL == "self_certainty"
     check_config(rlif)
     ppo = compose_config(
         ["actor_rollout_ref.model.path=/m", "rlsf_rlif=neg_entropy", "algorithm.adv_estimator=gae"],

@@ -224,7 +224,7 @@ def test_wrong_settings_fail_naming_the_key(values, message):
 def test_config_check_refuses_what_cannot_run():
     base = ["actor_rollout_ref.model.path=/models/policy"]
     with pytest.raises(
-        ValueError, match="VERL_ENGINE_VENDOR=rlsf .found None.; select RLIF with rlsf_rlif=self_certainty"
+        ValueError, match="RLSF_VERL_RLIF_SIGNAL=self_certainty .found None.; select RLIF with rlsf_rlif=self_certainty"
     ):
         check_config(compose_config([*base, "rlsf.rlif.signal=self_certainty"]))
     engine_told_another = "ray_kwargs.ray_init.runtime_env.env_vars.RLSF_VERL_RLIF_SIGNAL=neg_entropy"
@@ -254,7 +254,8 @@ def test_custom_overlay_sends_a_user_signal_to_the_engine():
         ["actor_rollout_ref.model.path=/models/policy", "rlsf_rlif=custom", "rlsf.rlif.signal=test_engine_free_top1"]
     )
     env_vars = config.ray_kwargs.ray_init.runtime_env.env_vars
-    assert (env_vars.VERL_ENGINE_VENDOR, env_vars.RLSF_VERL_RLIF_SIGNAL) == ("rlsf", "test_engine_free_top1")
+    assert env_vars.RLSF_VERL_RLIF_SIGNAL == "test_engine_free_top1"
+    assert "VERL_ENGINE_VENDOR" not in env_vars  # the trainer's actor workers pick the engine themselves
     check_config(config)
     with pytest.raises(ValueError, match="rlsf.rlif.signal: unknown signal 'test_engine_free_tpo1'; did you mean"):
         check_config(
@@ -268,8 +269,9 @@ def test_custom_overlay_sends_a_user_signal_to_the_engine():
 def test_rlif_overlay_selects_the_signal_and_passes_the_checks(signal):
     config = compose_config(["actor_rollout_ref.model.path=/models/policy", f"rlsf_rlif={signal}"])
     assert config.rlsf.rlif.signal == signal
-    engine_vendor = config.ray_kwargs.ray_init.runtime_env.get("env_vars", {}).get("VERL_ENGINE_VENDOR")
-    assert engine_vendor == ("rlsf" if signal == "self_certainty" else None)
+    env_vars = config.ray_kwargs.ray_init.runtime_env.get("env_vars", {})
+    assert env_vars.get("RLSF_VERL_RLIF_SIGNAL") == ("self_certainty" if signal == "self_certainty" else None)
+    assert "VERL_ENGINE_VENDOR" not in env_vars
     check_config(config)
 
 
