@@ -129,7 +129,8 @@ def test_script_selects_its_route_reward_signal_and_engine(dry_runs, script):
     signal = RLIF_DEFAULT_SIGNAL[backend] if route == "rlif" else None
     assert config.rlsf.rlif.signal == signal
     env_vars = config.ray_kwargs.ray_init.runtime_env.env_vars
-    assert env_vars.get("VERL_ENGINE_VENDOR") == ("rlsf" if signal == "self_certainty" else None)
+    assert env_vars.get("RLSF_VERL_RLIF_SIGNAL") == (signal if signal == "self_certainty" else None)
+    assert "VERL_ENGINE_VENDOR" not in env_vars  # rlsf-verl's trainer sets it in its actor workers only
     assert config.rlsf.group.majority_vote == (route == "ttrl")
     if route == "ttrl":  # the vote reads answers with the function's kind and compares them with the group step's
         assert config.reward.custom_reward_function.reward_kwargs.kind == config.rlsf.group.answer_kind == "math"
@@ -203,7 +204,7 @@ def test_self_certainty_on_megatron_selects_our_engine_and_passes_the_checks(dry
     config = dry_runs["self_certainty_on_megatron"]
     assert config.rlsf.rlif.signal == "self_certainty"
     env_vars = config.ray_kwargs.ray_init.runtime_env.env_vars
-    assert (env_vars.VERL_ENGINE_VENDOR, env_vars.RLSF_VERL_RLIF_SIGNAL) == ("rlsf", "self_certainty")
+    assert env_vars.RLSF_VERL_RLIF_SIGNAL == "self_certainty" and "VERL_ENGINE_VENDOR" not in env_vars
     check_config(config)
 
 
