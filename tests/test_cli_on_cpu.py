@@ -95,7 +95,7 @@ def test_signals_lists_built_in_and_user_signals(capsys, monkeypatch):
     assert main(["signals", "--module", "user_signals"]) == 0
     out = capsys.readouterr().out
     rows = {line.split()[0]: line.split()[1:3] for line in out.splitlines()[1:] if line and not line.startswith("Use")}
-    assert rows["answer_margin"] == ["margin", "answer"]
+    assert rows["answer_margin"] == ["chosen_margin", "answer"]  # p(chosen) - p(top2), as the RLSF authors score
     assert rows["self_certainty"] == ["self_certainty", "response"]
     assert rows["user_mean_token_prob"] == ["logprob", "response"]
 
