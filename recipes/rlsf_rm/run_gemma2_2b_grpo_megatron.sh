@@ -2,6 +2,8 @@
 # RLSF, reward-model route, GRPO on Megatron-LM: Gemma-2-2B-IT on GSM8K, rewarded by the RLSF reward model
 # that `rlsf-verl run` trained (served by verl with vLLM). Not in the paper (which uses PPO): the
 # paper's PPO settings are kept where GRPO has them, the KL becomes a loss term. See README.md.
+# Gemma-2 on verl 0.9.1's Megatron path: verl builds the model with Megatron-Bridge, whose Gemma-2 attention
+# refuses packed sequences, so the actor and reference run padded batches (use_remove_padding=False).
 set -xeuo pipefail
 
 # ---- settings: each can be set from the environment ----
@@ -65,6 +67,7 @@ python3 -m rlsf_verl.main_ppo "${CFG_ARGS[@]}" \
     actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu="$MICRO_BATCH_SIZE" \
     actor_rollout_ref.actor.megatron.tensor_model_parallel_size="$TRAIN_TP" \
     actor_rollout_ref.actor.megatron.pipeline_model_parallel_size="$TRAIN_PP" \
+    actor_rollout_ref.actor.megatron.use_remove_padding=False \
     actor_rollout_ref.rollout.name=vllm \
     actor_rollout_ref.rollout.n="$ROLLOUT_N" \
     actor_rollout_ref.rollout.temperature="$TEMPERATURE" \

@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # RLSF, reward-model route, PPO (GAE) on Megatron-LM: Gemma-2-2B-IT on GSM8K, rewarded by the RLSF reward
-# model that `rlsf-verl run` trained (served by verl with vLLM); the critic starts from the same RM,
-# as the paper's value head does. Steps and expected metrics: README.md.
+# model that `rlsf-verl run` trained (served by verl with vLLM). The critic starts from the policy, not
+# from the RM as the paper's value head (and the FSDP script) does: Megatron-Bridge builds *ForCausalLM
+# models only, and the RM is a *ForSequenceClassification. Steps and expected metrics: README.md.
+# Gemma-2 on verl 0.9.1's Megatron path: verl builds the model with Megatron-Bridge, whose Gemma-2 attention
+# refuses packed sequences, so the actor, reference and critic run padded batches (use_remove_padding=False).
 set -xeuo pipefail
 
 # ---- settings: each can be set from the environment ----
 MODEL_PATH=${MODEL_PATH:-$HOME/models/gemma-2-2b-it}
 RM_PATH=${RM_PATH:-$HOME/runs/rlsf-gemma2-2b-gsm8k/reward_model}  # written by `rlsf-verl run`
-CRITIC_PATH=${CRITIC_PATH:-$RM_PATH}
+CRITIC_PATH=${CRITIC_PATH:-$MODEL_PATH}           # a *ForCausalLM (Megatron-Bridge refuses the RM's head)
 TRAIN_FILES=${TRAIN_FILES:-$HOME/data/gsm8k/train.parquet}        # `rlsf-verl prepare gsm8k ...`
 VAL_FILES=${VAL_FILES:-$HOME/data/gsm8k/test.parquet}
 NNODES=${NNODES:-1}
@@ -67,6 +70,7 @@ python3 -m rlsf_verl.main_ppo "${CFG_ARGS[@]}" \
     actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu="$MICRO_BATCH_SIZE" \
     actor_rollout_ref.actor.megatron.tensor_model_parallel_size="$TRAIN_TP" \
     actor_rollout_ref.actor.megatron.pipeline_model_parallel_size="$TRAIN_PP" \
+    actor_rollout_ref.actor.megatron.use_remove_padding=False \
     actor_rollout_ref.rollout.name=vllm \
     actor_rollout_ref.rollout.n="$ROLLOUT_N" \
     actor_rollout_ref.rollout.temperature="$TEMPERATURE" \
@@ -79,6 +83,7 @@ python3 -m rlsf_verl.main_ppo "${CFG_ARGS[@]}" \
     critic.ppo_micro_batch_size_per_gpu="$MICRO_BATCH_SIZE" \
     critic.megatron.tensor_model_parallel_size="$TRAIN_TP" \
     critic.megatron.pipeline_model_parallel_size="$TRAIN_PP" \
+    critic.megatron.use_remove_padding=False \
     trainer.logger='[console,file]' \
     trainer.project_name="$PROJECT_NAME" \
     trainer.experiment_name="$EXPERIMENT_NAME" \

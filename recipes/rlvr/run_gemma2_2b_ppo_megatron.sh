@@ -2,6 +2,8 @@
 # RLVR baseline, PPO (GAE) on Megatron-LM: Gemma-2-2B-IT on GSM8K, rewarded 1 for the reference answer.
 # The RLSF paper's PPO settings, so it compares one to one with recipes/rlsf_rm (same model, data
 # and hyper-parameters; only the reward and the critic's start differ). See README.md.
+# Gemma-2 on verl 0.9.1's Megatron path: verl builds the model with Megatron-Bridge, whose Gemma-2 attention
+# refuses packed sequences, so the actor, reference and critic run padded batches (use_remove_padding=False).
 set -xeuo pipefail
 
 # ---- settings: each can be set from the environment ----
@@ -58,6 +60,7 @@ python3 -m rlsf_verl.main_ppo "${CFG_ARGS[@]}" \
     actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu="$MICRO_BATCH_SIZE" \
     actor_rollout_ref.actor.megatron.tensor_model_parallel_size="$TRAIN_TP" \
     actor_rollout_ref.actor.megatron.pipeline_model_parallel_size="$TRAIN_PP" \
+    actor_rollout_ref.actor.megatron.use_remove_padding=False \
     actor_rollout_ref.rollout.name=vllm \
     actor_rollout_ref.rollout.n="$ROLLOUT_N" \
     actor_rollout_ref.rollout.temperature="$TEMPERATURE" \
@@ -70,6 +73,7 @@ python3 -m rlsf_verl.main_ppo "${CFG_ARGS[@]}" \
     critic.ppo_micro_batch_size_per_gpu="$MICRO_BATCH_SIZE" \
     critic.megatron.tensor_model_parallel_size="$TRAIN_TP" \
     critic.megatron.pipeline_model_parallel_size="$TRAIN_PP" \
+    critic.megatron.use_remove_padding=False \
     trainer.logger='[console,file]' \
     trainer.project_name="$PROJECT_NAME" \
     trainer.experiment_name="$EXPERIMENT_NAME" \

@@ -47,6 +47,17 @@ VARIANTS = [
     ("rlif_to_rlvr", RLIF_GRPO, {}, ["~rlsf_rlif"]),
     ("rlvr_to_rlif", RLVR_GRPO, {}, ["rlsf_rlif=neg_trajectory_entropy"]),
     ("self_certainty_on_megatron", RLIF_MEGATRON, {"SIGNAL": "self_certainty"}, []),
+    (  # recipes/rlsf_rm/README.md: the self-confidence scorer served by verl on the GPUs
+        "self_confidence_served",
+        RECIPES / "rlvr" / "run_gemma2_2b_ppo_fsdp.sh",
+        {"REWARD": "self_confidence"},
+        [
+            "reward.self_confidence.backend=server",
+            "reward.reward_model.enable=True",
+            "reward.reward_model.model_path=$MODEL_PATH",  # as the shell expands it
+            "reward.reward_model.rollout.name=vllm",
+        ],
+    ),
 ]
 
 
@@ -95,6 +106,7 @@ def dry_runs(paths, tmp_path_factory) -> dict:
 
     def dry_run(job):
         key, script, env, args = job
+        args = [arg.replace("$MODEL_PATH", paths["MODEL_PATH"]) for arg in args]
         cwd = tmp_path_factory.mktemp("cwd")  # Hydra writes outputs/ into the working directory
         result = subprocess.run(
             ["bash", str(script), *args],
@@ -140,14 +152,15 @@ def test_script_selects_its_route_reward_signal_and_engine(dry_runs, script):
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_script_takes_model_data_and_output_paths_from_the_environment(dry_runs, paths, script):
     config = dry_runs[script]
-    route, algorithm, _ = _parts(script)
+    route, algorithm, backend = _parts(script)
     assert config.actor_rollout_ref.model.path == paths["MODEL_PATH"]
     assert config.data.train_files == paths["TRAIN_FILES"]
     assert config.data.val_files == paths["VAL_FILES"]
     if route == "rlsf_rm":
         assert config.reward.reward_model.model_path == paths["RM_PATH"]
-    if algorithm == "ppo":  # the paper's value head starts from the RM; elsewhere the critic starts from the policy
-        assert config.critic.model.path == paths["RM_PATH" if route == "rlsf_rm" else "MODEL_PATH"]
+    if algorithm == "ppo":  # the paper's value head starts from the RM (FSDP); elsewhere from the policy
+        from_rm = route == "rlsf_rm" and backend == "fsdp"
+        assert config.critic.model.path == paths["RM_PATH" if from_rm else "MODEL_PATH"]
     out = paths["OUTPUT_DIR"]
     assert list(config.trainer.logger) == ["console", "file"]
     assert config.trainer.validation_data_dir == f"{out}/validation"
@@ -168,6 +181,34 @@ def test_script_sets_no_legacy_key_and_passes_rlsf_verl_and_verl_checks(dry_runs
         use_reference_policy=compat.resolve("need_reference_policy")(config),
         use_critic=compat.resolve("need_critic")(config),
     )
+
+
+GEMMA2_MEGATRON = [p for p in SCRIPTS if "gemma2" in p.stem and _parts(p)[2] == "megatron"]
+
+
+@pytest.mark.parametrize("script", GEMMA2_MEGATRON, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_gemma2_on_megatron_trains_on_padded_not_packed_sequences(dry_runs, script):
+    # verl's Megatron engine packs sequences (thd) when use_remove_padding is on, its default; Megatron-Bridge's
+    # Gemma-2 attention asserts packed_seq_params is None (tests/recipes/test_megatron_contract_on_cpu.py)
+    config = dry_runs[script]
+    assert config.actor_rollout_ref.actor.megatron.use_remove_padding is False
+    assert config.actor_rollout_ref.ref.megatron.use_remove_padding is False
+    if _parts(script)[1] == "ppo":
+        assert config.critic.megatron.use_remove_padding is False
+
+
+@pytest.mark.parametrize("script", [p for p in SCRIPTS if _parts(p)[1:] == ("ppo", "megatron")], ids=lambda p: p.name)
+def test_megatron_critic_starts_from_the_causal_lm_policy_not_a_sequence_classifier(dry_runs, paths, script):
+    # Megatron-Bridge's AutoBridge builds *ForCausalLM-like architectures; the RLSF RM is *ForSequenceClassification
+    assert dry_runs[script].critic.model.path == paths["MODEL_PATH"]
+
+
+def test_self_confidence_example_serves_the_scorer_with_verl_and_passes_the_checks(dry_runs, paths):
+    config = dry_runs["self_confidence_served"]
+    assert config.reward.reward_manager.name == "self_confidence"
+    assert config.reward.self_confidence.backend == "server" and config.reward.self_confidence.server_url is None
+    assert config.reward.reward_model.enable and config.reward.reward_model.model_path == paths["MODEL_PATH"]
+    check_config(config)
 
 
 def test_experiment_names_differ_so_runs_never_share_an_output_directory(dry_runs):
