@@ -2,9 +2,10 @@
 
 ``LocalScorer`` runs a transformers model on the CPU of the reward worker and can feed any registered
 signal (it has the full logits); ``ServerScorer`` asks an OpenAI-compatible completions server (vLLM)
-for the top-2 log-probs of each prompt token, so it gives ``logprob`` and ``margin`` only, and only
-signals that read nothing else (``answer_margin``, ``neg_trajectory_entropy``) work with it. Both take
-token ids, so the scorer reads exactly the tokens the answer span indexes.
+for the top-2 log-probs of each prompt token, so it gives ``logprob``, ``margin`` and ``chosen_margin``
+only, and only signals that read nothing else (``answer_margin``, ``neg_trajectory_entropy``) work with
+it. Both take token ids, so the scorer reads exactly the tokens the answer span indexes, and both
+continue a prefix greedily (``continue_greedy``: the answer cue that locates an answer span).
 
 On a GPU cluster the scorer is served: verl's reward workers are CPU-only Ray actors (verl 0.9.1
 ``reward_loop.py`` creates them without GPUs), so a local scorer would be a float32 CPU copy of the
@@ -27,6 +28,7 @@ from typing import Protocol
 import torch
 
 from rlsf_verl.reward_managers.http import JSONClient
+from rlsf_verl.rlsf.decode import DecodeConfig, HFCoTDecoder
 from rlsf_verl.signals import Signal, TokenInputs
 
 
@@ -37,14 +39,19 @@ class Scorer(Protocol):
         """The signal's value at each response token, [R] float32."""
         ...
 
+    async def continue_greedy(self, prefix_ids: list[int], max_new_tokens: int) -> list[int]:
+        """The scorer's greedy continuation of ``prefix_ids``, at most ``max_new_tokens`` ids."""
+        ...
+
     async def close(self) -> None: ...
 
 
 class LocalScorer:
     """A transformers causal LM scoring requests in micro-batches (requests arriving within
-    ``batch_wait_s`` of each other share one forward pass, up to ``max_batch_size``)."""
+    ``batch_wait_s`` of each other share one forward pass, up to ``max_batch_size``); greedy
+    continuations are batched the same way, by the RLSF pipeline's own decoder."""
 
-    available = frozenset({"logits", "logprob", "margin", "entropy", "self_certainty"})
+    available = frozenset({"logits", "logprob", "margin", "chosen_margin", "entropy", "self_certainty"})
 
     def __init__(
         self,
@@ -62,6 +69,9 @@ class LocalScorer:
             raise ValueError(f"max_batch_size={max_batch_size}: must be at least 1")
         self.model, self.tokenizer = load_causal_lm(model_path, dtype=dtype)
         self.model.to(device)
+        # The RLSF pipeline's own greedy decoder: the cue continues exactly as it does there.
+        greedy = DecodeConfig(batch_size=max_batch_size, progress=False)
+        self._decoder = HFCoTDecoder(self.model, self.tokenizer, greedy)
         self.signal = signal
         self.device = device
         self.max_batch_size = max_batch_size
@@ -92,11 +102,27 @@ class LocalScorer:
 
     async def score(self, prompt_ids: list[int], response_ids: list[int]) -> torch.Tensor:
         _check_request(prompt_ids, response_ids)
+        return await self._submit("score", (list(prompt_ids), list(response_ids)))
+
+    def continue_batch(self, requests: list[tuple[list[int], int]]) -> list[list[int]]:
+        """Greedy continuations of ``(prefix_ids, max_new_tokens)`` requests, EOS not kept."""
+        out: list[list[int]] = [[] for _ in requests]
+        for budget in {budget for _, budget in requests}:
+            rows = [r for r, (_, b) in enumerate(requests) if b == budget]
+            continued = self._decoder.continue_greedy([requests[r][0] for r in rows], budget)
+            for r, (ids, _) in zip(rows, continued, strict=True):
+                out[r] = ids
+        return out
+
+    async def continue_greedy(self, prefix_ids: list[int], max_new_tokens: int) -> list[int]:
+        return await self._submit("continue", (list(prefix_ids), max_new_tokens))
+
+    async def _submit(self, kind: str, request: tuple):
         if self._worker is None or self._worker.done():
             self._queue = asyncio.Queue()
             self._worker = asyncio.get_running_loop().create_task(self._serve())
         future = asyncio.get_running_loop().create_future()
-        await self._queue.put(((list(prompt_ids), list(response_ids)), future))
+        await self._queue.put(((kind, request), future))
         return await future
 
     async def _serve(self) -> None:
@@ -107,16 +133,20 @@ class LocalScorer:
                 await asyncio.sleep(self.batch_wait_s)  # let concurrent requests join this batch
             while len(pending) < self.max_batch_size and not self._queue.empty():
                 pending.append(self._queue.get_nowait())
-            try:
-                results = await loop.run_in_executor(None, self.score_batch, [request for request, _ in pending])
-            except Exception as error:  # hand the failure to every waiting caller, keep serving
-                for _, future in pending:
+            for kind, run in (("score", self.score_batch), ("continue", self.continue_batch)):
+                group = [(request, future) for (k, request), future in pending if k == kind]
+                if not group:
+                    continue
+                try:
+                    results = await loop.run_in_executor(None, run, [request for request, _ in group])
+                except Exception as error:  # hand the failure to every waiting caller, keep serving
+                    for _, future in group:
+                        if not future.done():
+                            future.set_exception(error)
+                    continue
+                for (_, future), result in zip(group, results, strict=True):
                     if not future.done():
-                        future.set_exception(error)
-                continue
-            for (_, future), result in zip(pending, results, strict=True):
-                if not future.done():
-                    future.set_result(result)
+                        future.set_result(result)
 
     async def close(self) -> None:
         if self._worker is not None:
@@ -127,7 +157,7 @@ class ServerScorer:
     """Top-2 prompt log-probs from an OpenAI-compatible ``/v1/completions`` server (vLLM's
     ``prompt_logprobs`` extension), one request per response; the server does the batching."""
 
-    available = frozenset({"logprob", "margin"})
+    available = frozenset({"logprob", "margin", "chosen_margin"})
 
     def __init__(
         self,
@@ -154,19 +184,42 @@ class ServerScorer:
                 f"{self.client.url}: expected prompt_logprobs for {len(ids)} tokens, got "
                 f"{None if positions is None else len(positions)}; the server must be vLLM (prompt_logprobs extension)"
             )
-        margins, logprobs = [], []
+        margins, chosen_margins, logprobs = [], [], []
         for index in range(len(prompt_ids), len(ids)):
             entries = positions[index]
+            # The top-2 entries, plus the response token's own when it ranks lower.
             ranked = sorted(entries.values(), key=lambda entry: entry["rank"])
             top = [math.exp(entry["logprob"]) for entry in ranked[:2]]
-            margins.append(top[0] - (top[1] if len(top) > 1 else 0.0))
+            second = top[1] if len(top) > 1 else 0.0
+            margins.append(top[0] - second)
             logprobs.append(entries[str(ids[index])]["logprob"])
+            chosen_margins.append(math.exp(logprobs[-1]) - second)
         inputs = TokenInputs(
             margin=torch.tensor(margins, dtype=torch.float32),
+            chosen_margin=torch.tensor(chosen_margins, dtype=torch.float32),
             logprob=torch.tensor(logprobs, dtype=torch.float32),
             source="a completions server (backend=server)",
         )
         return self.signal.token_values(inputs)
+
+    async def continue_greedy(self, prefix_ids: list[int], max_new_tokens: int) -> list[int]:
+        """The server's greedy completion of ``prefix_ids`` as token ids (vLLM's ``return_token_ids``);
+        the EOS it stopped at may be among them."""
+        payload = {
+            "model": self.model,
+            "prompt": list(prefix_ids),
+            "max_tokens": max_new_tokens,
+            "temperature": 0.0,
+            "return_token_ids": True,
+        }
+        body = await self.client.post(payload)
+        token_ids = body["choices"][0].get("token_ids")
+        if token_ids is None:
+            raise RuntimeError(
+                f"{self.client.url}: the completion has no token_ids; the server must be vLLM (return_token_ids), "
+                "which answer-span signals need to find the answer"
+            )
+        return list(token_ids)
 
     async def close(self) -> None:
         await self.client.close()

@@ -5,21 +5,28 @@ entry point, ``reward.reward_manager.name=self_confidence`` plus the ``reward.se
 settings of ``rlsf_verl/config/rlsf_reward/self_confidence.yaml``. ``signal=`` names any signal of
 ``rlsf_verl.signals.registry`` (built-in or registered by the user):
 
-- ``answer_margin``: mean over the response's answer span of p(top1) - p(top2), RLSF's
-  CoT-decoding confidence (a response with no answer gets the floor, flagged ``no_answer``);
+- ``answer_margin``: mean over the response's answer span of p(response token) - p(top2), RLSF's
+  CoT-decoding confidence, with the span found as the RLSF pipeline finds it
+  (:mod:`rlsf_verl.signals.answer_span`: the scorer continues prompt + response + "So the answer is"
+  greedily, and the span is the longest token run the response shares with that continuation); a
+  response with no answer gets the floor, flagged ``no_answer``;
 - ``self_certainty``: mean over the response of KL(U || p) (Intuitor);
 - ``neg_entropy``: minus the mean token entropy (RENT);
 - ``neg_trajectory_entropy``: mean log p of the response tokens.
 
 The scorer is the initial policy unless ``model_path`` says otherwise, run in the reward worker
 (``backend=local``) or asked over HTTP (``backend=server``, a vLLM completions server: signals
-that read only ``logprob`` and ``margin``, e.g. answer_margin and neg_trajectory_entropy).
+that read only ``logprob``, ``margin`` and ``chosen_margin``, e.g. answer_margin and
+neg_trajectory_entropy).
 ``verifiable_weight`` mixes in the configured reward function (``reward.custom_reward_function``),
 e.g. RLVR. Empty and truncated responses, and responses
 without an answer span under ``answer_margin``, get the signal's floor (``invalid_score``, default
 the signal's registered floor: 0 for the margin and self-certainty, -log V for the token entropy; for
 the unbounded trajectory entropy -log V is a uniform model's value, so set ``invalid_score`` lower if
 real responses score below it) with a flag in ``reward_extra_info`` and a counted warning: never NaN.
+Under ``answer_margin`` an answer the scorer finds unlikely scores below 0 (p(token) < p(top2)), so below
+the no-answer floor 0 that RLSF's ranking uses; as a policy reward, set ``invalid_score=-1`` to rank a
+response without an answer last.
 The confidence is also in ``reward_extra_info`` under ``confidence`` and under the signal's name, so
 verl logs it as a metric and ``rlsf-verl compare --confidence-key <signal>`` reads it.
 
@@ -29,6 +36,7 @@ verl logs it as a metric and ``rlsf-verl compare --confidence-key <signal>`` rea
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import math
 from collections import Counter
@@ -37,7 +45,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from rlsf_verl import compat
-from rlsf_verl.answers import char_span_to_token_span, extract_answer
 from rlsf_verl.naming import settings_values, unknown_name_error
 from rlsf_verl.reward_managers.scorers import LocalScorer, Scorer, ServerScorer, check_local_device, server_url_for
 from rlsf_verl.reward_managers.trajectory import (
@@ -47,10 +54,17 @@ from rlsf_verl.reward_managers.trajectory import (
     read_trajectory,
     warn_counted,
 )
-from rlsf_verl.signals import Signal, get_signal, sequence_confidence, signal_names
+from rlsf_verl.signals import (
+    AnswerSpanRule,
+    Signal,
+    SpanTokens,
+    find_answer_span,
+    get_signal,
+    sequence_confidence,
+    signal_names,
+)
 
 BACKENDS = ("local", "server")
-ANSWER_KINDS = ("math", "choice")
 
 
 @dataclass(frozen=True)
@@ -62,7 +76,10 @@ class SelfConfidenceSettings:
     model_path: str | None = None  # None: the policy's initial weights (actor_rollout_ref.model.path)
     server_url: str | None = None
     server_model: str | None = None  # the model name the server knows; None: model_path
-    answer_kind: str = "math"
+    # The answer span of answer-span signals, as DecodeConfig.answer_* finds it in the RLSF pipeline.
+    answer_cue: str = AnswerSpanRule.cue
+    answer_max_tokens: int = AnswerSpanRule.max_tokens
+    answer_require_alphanumeric: bool = AnswerSpanRule.require_alphanumeric
     device: str = "cpu"
     dtype: str = "float32"
     max_batch_size: int = 8
@@ -84,8 +101,7 @@ class SelfConfidenceSettings:
         signal = self.signal_spec  # unknown names fail here, with "did you mean"
         if self.backend not in BACKENDS:
             raise unknown_name_error("reward.self_confidence.backend", self.backend, BACKENDS)
-        if self.answer_kind not in ANSWER_KINDS:
-            raise unknown_name_error("reward.self_confidence.answer_kind", self.answer_kind, ANSWER_KINDS)
+        _ = self.answer_rule  # checks the answer_* fields, naming them
         if self.backend == "local":
             check_local_device(self.device)
         if self.backend == "server":
@@ -107,6 +123,12 @@ class SelfConfidenceSettings:
     @property
     def signal_spec(self) -> Signal:
         return _named_signal(self.signal)
+
+    @property
+    def answer_rule(self) -> AnswerSpanRule:
+        return AnswerSpanRule.from_settings(
+            "reward.self_confidence", self.answer_cue, self.answer_max_tokens, self.answer_require_alphanumeric
+        )
 
     def floor_score(self, vocab_size: int) -> float:
         """The confidence given to a response that cannot be scored (empty, truncated, no answer):
@@ -175,6 +197,7 @@ class SelfConfidenceRewardManager(compat.resolve("RewardManagerBase")):
             )
         self.eos_ids = eos_token_ids(tokenizer, policy_path)
         self.floor = self.settings.floor_score(len(tokenizer))
+        self.span_tokens = SpanTokens(tokenizer)
 
     async def run_single(self, data) -> dict:
         trajectory = read_trajectory(data, self.tokenizer, self.eos_ids)
@@ -203,21 +226,23 @@ class SelfConfidenceRewardManager(compat.resolve("RewardManagerBase")):
         return {"reward_score": score, "reward_extra_info": info}
 
     async def _confidence(self, trajectory: Trajectory, info: dict) -> float:
-        encoding = self.tokenizer(trajectory.response_text, add_special_tokens=False, return_offsets_mapping=True)
-        span = None
-        if self.settings.signal_spec.span == "answer":
-            choices = trajectory.extra_info.get("choices", "ABCDE")
-            answer = extract_answer(trajectory.response_text, self.settings.answer_kind, choices=choices)
-            if answer is not None:
-                span = char_span_to_token_span(encoding["offset_mapping"], answer.start, answer.end)
-            if span is None:
-                info["no_answer"] = 1.0
-                warn_counted(
-                    self.warnings,
-                    "self_confidence",
-                    "no_answer",
-                    f"no answer span in the response: confidence {self.floor:.4g} (the floor)",
-                )
-                return self.floor
-        values = await self.scorer.score(trajectory.prompt_ids, list(encoding["input_ids"]))
-        return sequence_confidence(values, span, self.settings.signal_spec)
+        spec = self.settings.signal_spec
+        response_ids = trajectory.response_ids[:-1]  # as generated, without the EOS it ended with
+        if spec.span != "answer":
+            return sequence_confidence(await self.scorer.score(trajectory.prompt_ids, response_ids), None, spec)
+        rule = self.settings.answer_rule
+        prefix = self.span_tokens.cue_prefix(trajectory.prompt_ids, response_ids, rule.cue)
+        values, continuation = await asyncio.gather(
+            self.scorer.score(trajectory.prompt_ids, response_ids), self.scorer.continue_greedy(prefix, rule.max_tokens)
+        )
+        span = find_answer_span(response_ids, continuation, self.span_tokens, rule)
+        if span is None:
+            info["no_answer"] = 1.0
+            warn_counted(
+                self.warnings,
+                "self_confidence",
+                "no_answer",
+                f"no answer span in the response: confidence {self.floor:.4g} (the floor)",
+            )
+            return self.floor
+        return sequence_confidence(values, span, spec)

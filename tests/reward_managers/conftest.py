@@ -19,7 +19,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from rlsf_verl.answers import answer_token_span
 from rlsf_verl.models import build_tiny_model
 from rlsf_verl.signals import sequence_signals
 
@@ -151,28 +150,28 @@ def vllm_server_factory(tmp_path_factory) -> Iterator[Callable[..., str]]:
 
 
 @pytest.fixture(scope="session")
-def expected_confidence():
+def expected_confidence(authors_reference):
     """``f(model, tokenizer, sample, signal)``: the signal core on one unpadded sequence (full-vocab
-    logits, float64, mean over the response or its answer tokens), what a manager must reproduce."""
-    return _expected_confidence
+    logits, float64, mean over the response), or for answer_margin the RLSF authors' confidence as
+    tests/signals/authors_reference.py computes it: what a manager must reproduce."""
+
+    def expected(model, tokenizer, sample, signal):
+        return _expected_confidence(authors_reference, model, tokenizer, sample, signal)
+
+    return expected
 
 
-def _expected_confidence(model, tokenizer, sample, signal):
+def _expected_confidence(authors_reference, model, tokenizer, sample, signal):
     prompt = list(tokenizer.apply_chat_template(sample.prompt, add_generation_prompt=True, tokenize=True)["input_ids"])
     response = tokenizer(sample.response, add_special_tokens=False)["input_ids"]
+    if signal == "answer_margin":
+        return authors_reference.response_confidence(model, tokenizer, prompt, response)
     ids = torch.tensor([prompt + response])
     with torch.no_grad():
         logits = model(input_ids=ids).logits[:, len(prompt) - 1 : -1]
     mask = torch.ones(1, len(response), dtype=torch.bool)
-    if signal == "answer_margin":
-        span = answer_token_span(sample.response, tokenizer)
-        if span is None:
-            return 0.0
-        mask[:] = False
-        mask[0, span[1][0] : span[1][1]] = True
     out = sequence_signals(logits.double(), mask, torch.tensor([response]))
     return {
-        "answer_margin": out["margin"],
         "self_certainty": out["self_certainty"],
         "neg_entropy": -out["entropy"],
         "neg_trajectory_entropy": -out["trajectory_entropy"],
