@@ -2,25 +2,32 @@
 
 - GRPO with the verifiable reward (``run_tiny_grpo_cpu.sh``, ``python -m rlsf_verl.main_ppo``), plus
   format and length terms: a random model answers nothing right, and all-zero rewards give GRPO no
-  advantage to check;
-- RLIF, GRPO rewarded by self-certainty (``run_tiny_rlif_cpu.sh``, ``python -m rlsf_verl.main_rlif``),
-  then resumed from its checkpoint for a third step;
+  advantage to check; the length term is the reward the policy can learn;
+- RLIF, GRPO rewarded by the policy's own confidence (``run_tiny_rlif_cpu.sh``, ``python -m
+  rlsf_verl.main_rlif``), once with each built-in signal; the self-certainty run is then resumed from
+  its checkpoint for one more step;
 - PPO (GAE with a critic) rewarded by an RLSF reward model that verl serves itself
   (``run_tiny_ppo_rm_cpu.sh``).
 
-Each is 2 steps on a tiny random model with validation before and after; the RLIF run has a KL loss
-and the PPO run a KL penalty in the reward, both against verl's reference model.
+The GRPO and RLIF runs train 12 steps at the settings under which the tiny model visibly moves
+(``DIRECTION``), so that the tests can check which way training goes, not only that numbers are finite;
+the PPO run is 2 steps. All use packed sequences (verl's GPU default). The GRPO and self-certainty runs
+validate before and after training; the RLIF runs have a KL loss and the PPO run a KL penalty in the
+reward, both against verl's reference model.
 
 Needs a Python whose environment has verl 0.9.1 and no trl >= 1.0: with trl 1.x installed, verl's FSDP
 engine fails to build any model (verl/models/transformers/monkey_patch.py:352-356).
 ``$RLSF_CPU_E2E_PYTHON`` or ``./.venv-cpu-e2e`` (made by recipes/cpu_smoke/setup_venv.sh, which
-``dev/test.sh`` runs). About 3-5 minutes a run on 2 cores, most of it Ray and process start-up.
+``dev/test.sh`` runs). Each run is mostly Ray and process start-up (see recipes/cpu_smoke/README.md).
 """
 
 import json
 import math
 import os
+import statistics
 import subprocess
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -38,13 +45,33 @@ pytestmark = [
 ]
 
 
+# 12 steps at lr 2e-2 with 4 PPO epochs visibly move the tiny model; at lr 1e-3 and 1 epoch nothing
+# moves (DESIGN.md, "Direction"). 4 prompts, one mini-batch: the batch the thresholds below were measured on.
+STEPS = 12
+DIRECTION = {"STEPS": str(STEPS), "LR": "2e-2", "PPO_EPOCHS": "4", "TRAIN_BATCH_SIZE": "4", "PPO_MINI_BATCH_SIZE": "4"}
+K = 4  # compare the mean of the first K steps with the mean of the last K: single steps are noisy
+SIGNALS = ("self_certainty", "neg_entropy", "neg_trajectory_entropy")
+CONTROL = "rlif_plus_entropy"  # RLIF rewarded by +entropy: confidence's opposite, the same route otherwise
+# A recipe run holds ~4 GiB; its start-up (most of its time) is mostly one process importing at a time, so two
+# runs at once use both cores. RLSF_CPU_E2E_JOBS=1 where memory is short.
+JOBS = int(os.environ.get("RLSF_CPU_E2E_JOBS", "2"))
+# The GRPO run's learnable term: 0 up to 10 characters, then down to -1 at 80. The random model's responses
+# run to the 24-token cap at first, so it learns to choose tokens of fewer characters, or to stop sooner.
+LENGTH_WEIGHT, LENGTH_MAX_CHARS = 1.0, 80
+SIGNAL_RISE = 0.3  # nats, for every signal
+BEYOND_CONTROL = 0.15  # nats
+
+
 @pytest.fixture(scope="module")
 def work_dir(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("cpu-smoke")
+    """The runs' shared inputs (tiny model, reward model, prompts), written once before they start."""
+    work = tmp_path_factory.mktemp("cpu-smoke")
+    subprocess.run([str(PYTHON), "-m", "rlsf_verl.cpu.inputs", str(work)], env=recipe_env(work), check=True)
+    return work
 
 
-def run_recipe(script: str, work_dir: Path, *overrides: str, **settings: str) -> None:
-    env = {
+def recipe_env(work_dir: Path, **settings: str) -> dict[str, str]:
+    return {
         **os.environ,
         "PYTHON": str(PYTHON),
         "WORK_DIR": str(work_dir),
@@ -53,9 +80,12 @@ def run_recipe(script: str, work_dir: Path, *overrides: str, **settings: str) ->
         "VERL_USE_EXTERNAL_MODULES": "rlsf_verl.plugin",
         **settings,
     }
+
+
+def run_recipe(script: str, work_dir: Path, *overrides: str, **settings: str) -> None:
     result = subprocess.run(
         ["bash", str(ROOT / "recipes" / "cpu_smoke" / script), *overrides],
-        env=env,
+        env=recipe_env(work_dir, **settings),
         capture_output=True,
         text=True,
         timeout=1500,
@@ -63,44 +93,96 @@ def run_recipe(script: str, work_dir: Path, *overrides: str, **settings: str) ->
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
 
 
-@pytest.fixture(scope="module")
-def grpo_run(work_dir) -> Path:
-    terms = "+reward.custom_reward_function.reward_kwargs"
+def rlif_then_resumed(work_dir: Path) -> None:
+    """The self-certainty RLIF run, then the same rerun with one step more: it resumes from its last
+    checkpoint (verl's resume_mode=auto), logging to a file of its own (verl's FileLogger overwrites)."""
+    run_recipe("run_tiny_rlif_cpu.sh", work_dir, **DIRECTION)
     run_recipe(
-        "run_tiny_grpo_cpu.sh",
+        "run_tiny_rlif_cpu.sh",
         work_dir,
-        f"{terms}.weights.length=0.5",
-        f"{terms}.term_kwargs.length.target_chars=10",
-        f"{terms}.term_kwargs.length.max_chars=120",
-        REWARD="weighted",
+        **{**DIRECTION, "STEPS": str(STEPS + 1)},
+        VAL_BEFORE_TRAIN="False",
+        TEST_FREQ="-1",
+        METRICS_FILE=str(work_dir / "runs" / "rlif" / "metrics_resumed.jsonl"),
     )
+
+
+def signal_run(work_dir: Path, name: str, *overrides: str) -> None:
+    """An RLIF run for the direction checks only: no validation, no checkpoint."""
+    run_recipe(
+        "run_tiny_rlif_cpu.sh",
+        work_dir,
+        *overrides,
+        **DIRECTION,
+        EXPERIMENT_NAME=name,
+        VAL_BEFORE_TRAIN="False",
+        TEST_FREQ="-1",
+        SAVE_FREQ="-1",
+    )
+
+
+@pytest.fixture(scope="module")
+def runs(work_dir) -> Iterator[dict[str, Future]]:
+    """Every run of this module, JOBS at a time, longest first; each route's fixture waits for its own
+    (and fails alone)."""
+    terms = "+reward.custom_reward_function.reward_kwargs"
+    plan = {
+        "rlif": lambda: rlif_then_resumed(work_dir),
+        "grpo": lambda: run_recipe(
+            "run_tiny_grpo_cpu.sh",
+            work_dir,
+            f"{terms}.weights.length={LENGTH_WEIGHT}",
+            f"{terms}.term_kwargs.length.target_chars=10",
+            f"{terms}.term_kwargs.length.max_chars={LENGTH_MAX_CHARS}",
+            REWARD="weighted",
+            **DIRECTION,
+        ),
+        **{
+            f"rlif_{signal}": (lambda signal=signal: signal_run(work_dir, f"rlif_{signal}", f"rlsf_rlif={signal}"))
+            for signal in SIGNALS[1:]
+        },
+        CONTROL: lambda: signal_run(work_dir, CONTROL, "rlsf_rlif=neg_entropy", "rlsf.rlif.weight=-1"),
+        "ppo_rm": lambda: run_recipe("run_tiny_ppo_rm_cpu.sh", work_dir),
+    }
+    with ThreadPoolExecutor(max_workers=JOBS) as pool:
+        futures = {name: pool.submit(run) for name, run in plan.items()}
+        yield futures
+
+
+@pytest.fixture(scope="module")
+def grpo_run(runs, work_dir) -> Path:
+    runs["grpo"].result()
     return work_dir / "runs" / "grpo"
 
 
 @pytest.fixture(scope="module")
-def rlif_run(work_dir) -> Path:
-    run_recipe("run_tiny_rlif_cpu.sh", work_dir)
+def rlif_run(runs, work_dir) -> Path:
+    runs["rlif"].result()
     return work_dir / "runs" / "rlif"
 
 
 @pytest.fixture(scope="module")
 def rlif_resumed(rlif_run) -> Path:
-    """The RLIF run, rerun with 3 steps: it resumes from the step-2 checkpoint (verl's resume_mode=auto)."""
-    metrics = rlif_run / "metrics_resumed.jsonl"  # verl's FileLogger overwrites its file
-    run_recipe(
-        "run_tiny_rlif_cpu.sh",
-        rlif_run.parents[1],
-        STEPS="3",
-        VAL_BEFORE_TRAIN="False",
-        TEST_FREQ="-1",
-        METRICS_FILE=str(metrics),
-    )
-    return metrics
+    return rlif_run / "metrics_resumed.jsonl"
 
 
 @pytest.fixture(scope="module")
-def ppo_rm_run(work_dir) -> Path:
-    run_recipe("run_tiny_ppo_rm_cpu.sh", work_dir)
+def signal_runs(runs, work_dir, rlif_run) -> dict[str, Path]:
+    """The RLIF run of each built-in signal (self-certainty's is ``rlif_run``)."""
+    for signal in SIGNALS[1:]:
+        runs[f"rlif_{signal}"].result()
+    return {"self_certainty": rlif_run, **{signal: work_dir / "runs" / f"rlif_{signal}" for signal in SIGNALS[1:]}}
+
+
+@pytest.fixture(scope="module")
+def control_run(runs, work_dir) -> Path:
+    runs[CONTROL].result()
+    return work_dir / "runs" / CONTROL
+
+
+@pytest.fixture(scope="module")
+def ppo_rm_run(runs, work_dir) -> Path:
+    runs["ppo_rm"].result()
     return work_dir / "runs" / "ppo_rm"
 
 
@@ -117,6 +199,16 @@ def training_steps(path: Path) -> list[dict]:
     return [line for line in metric_lines(path) if "actor/pg_loss" in line["data"]]
 
 
+def series(path: Path, name: str) -> list[float]:
+    """The metric ``name`` at each training step, in step order."""
+    return [line["data"][name] for line in training_steps(path)]
+
+
+def first_and_last(values: list[float]) -> tuple[float, float]:
+    """The means of the first K and of the last K values."""
+    return statistics.fmean(values[:K]), statistics.fmean(values[-K:])
+
+
 def assert_trained(path: Path, steps: list[int], extra: tuple[str, ...] = ()) -> list[dict]:
     """Each step logged, with finite reward, advantage, loss (and ``extra``); advantages not all zero."""
     lines = training_steps(path)
@@ -129,34 +221,88 @@ def assert_trained(path: Path, steps: list[int], extra: tuple[str, ...] = ()) ->
     return lines
 
 
-def test_grpo_with_the_verifiable_reward_trains_two_steps(grpo_run):
-    lines = assert_trained(grpo_run / "metrics.jsonl", [1, 2])
-    assert all(-0.5 <= line["data"]["critic/score/min"] <= line["data"]["critic/score/max"] <= 1.1 for line in lines)
+ALL_STEPS = list(range(1, STEPS + 1))
+
+
+def test_grpo_with_the_verifiable_reward_trains_every_step(grpo_run):
+    lines = assert_trained(grpo_run / "metrics.jsonl", ALL_STEPS)
+    # RLVR (0/1) + 0.1 format (0/1) + the length term (-1..0)
+    assert all(-1.0 <= line["data"]["critic/score/min"] <= line["data"]["critic/score/max"] <= 1.1 for line in lines)
+
+
+def test_grpo_raises_a_learnable_rule_reward(grpo_run):
+    """The random model answers nothing right; what it can learn is the length term. Its reward rises in
+    training, and the greedy answers to the validation prompts get shorter. (No control run here:
+    sharpening alone has no reason to pick tokens of fewer characters.)"""
+    first, last = first_and_last(series(grpo_run / "metrics.jsonl", "critic/score/mean"))
+    assert last > first, (first, last)
+    length = [statistics.fmean(row["length/score"] for row in validation_rows(grpo_run, step)) for step in (0, STEPS)]
+    assert length[1] > length[0] + 0.05, f"validation length term before and after: {length}"
 
 
 def test_grpo_validates_before_and_after_training(grpo_run):
     lines = metric_lines(grpo_run / "metrics.jsonl")
     validated = [line["step"] for line in lines if any(name.startswith("val-") for name in line["data"])]
-    assert validated == [0, 2]
-    dumps = sorted(path.name for path in (grpo_run / "validation").glob("*.jsonl"))
-    assert dumps == ["0.jsonl", "2.jsonl"]
-    row = validation_rows(grpo_run, 2)[0]
+    assert validated == [0, STEPS]
+    dumps = sorted((path.name for path in (grpo_run / "validation").glob("*.jsonl")), key=lambda name: int(name[:-6]))
+    assert dumps == ["0.jsonl", f"{STEPS}.jsonl"]
+    row = validation_rows(grpo_run, STEPS)[0]
     assert {"input", "output", "gts", "score", "step", "rlvr_math/score", "format/score", "length/score"} <= set(row)
 
 
 def test_grpo_writes_a_checkpoint_at_the_last_step(grpo_run):
-    assert (grpo_run / "checkpoints" / "latest_checkpointed_iteration.txt").read_text().strip() == "2"
-    assert any((grpo_run / "checkpoints" / "global_step_2" / "actor").iterdir())
+    assert (grpo_run / "checkpoints" / "latest_checkpointed_iteration.txt").read_text().strip() == str(STEPS)
+    assert any((grpo_run / "checkpoints" / f"global_step_{STEPS}" / "actor").iterdir())
 
 
 def test_rlif_rewards_each_step_with_the_policys_self_certainty(rlif_run):
     signal = ("rlif/self_certainty/mean", "rlif/self_certainty/min", "rlif/self_certainty/max")
     guard = ("rlif/guard/fired", "rlif/guard/intrinsic_weight")
-    for line in assert_trained(rlif_run / "metrics.jsonl", [1, 2], extra=signal + guard + ("actor/kl_loss",)):
-        # the score verl optimised is the signal (no verifiable reward mixed in), positive by definition
-        assert line["data"]["critic/score/mean"] == pytest.approx(line["data"]["rlif/self_certainty/mean"], rel=1e-5)
-        assert line["data"]["rlif/self_certainty/min"] > 0
+    for line in assert_trained(rlif_run / "metrics.jsonl", ALL_STEPS, extra=signal + guard + ("actor/kl_loss",)):
+        assert line["data"]["rlif/self_certainty/min"] > 0  # KL(U || p) >= 0 by definition
         assert line["data"]["rlif/guard/intrinsic_weight"] == 1.0
+
+
+@pytest.mark.parametrize("signal", SIGNALS)
+def test_the_score_verl_optimises_is_the_rlif_reward_we_wrote(signal_runs, signal):
+    """critic/score/mean is verl's mean of the token-level scores its advantage read: with no verifiable
+    reward mixed in, exactly the signal's mean that rlsf-verl's reward step logged."""
+    mean = f"rlif/{signal}/mean"
+    for line in assert_trained(signal_runs[signal] / "metrics.jsonl", ALL_STEPS, extra=(mean,)):
+        assert line["data"]["critic/score/mean"] == pytest.approx(line["data"][mean], rel=1e-5), line["step"]
+
+
+@pytest.mark.parametrize("signal", SIGNALS)
+def test_rlif_raises_the_signal_it_is_rewarded_with(signal_runs, signal):
+    first, last = first_and_last(series(signal_runs[signal] / "metrics.jsonl", f"rlif/{signal}/mean"))
+    assert last > first + SIGNAL_RISE, (first, last)
+
+
+def test_rewarding_neg_entropy_raises_it_more_than_rewarding_entropy(signal_runs, control_run):
+    """A signal rising proves little alone: REINFORCE sharpens any policy (DESIGN.md, "Direction"), and
+    here even the control, the same RLIF run rewarded by +entropy (neg_entropy at weight -1), raised
+    neg_entropy (by 0.58 and 0.71 nats in two runs of 12 steps measured here). So rewarding neg_entropy
+    must raise it clearly more than rewarding its opposite: a reward whose sign is lost on its way to the
+    advantage behaves like the control and fails."""
+    rises = {}
+    for name, run in (("neg_entropy", signal_runs["neg_entropy"]), (CONTROL, control_run)):
+        first, last = first_and_last(series(run / "metrics.jsonl", "rlif/neg_entropy/mean"))
+        rises[name] = last - first
+    assert rises["neg_entropy"] > rises[CONTROL] + BEYOND_CONTROL, f"rises of neg_entropy: {rises}"
+
+
+@pytest.mark.parametrize(
+    "signal, verl_metric",
+    [("neg_entropy", "actor/entropy"), ("neg_trajectory_entropy", "rollout_corr/training_log_ppl")],
+)
+def test_the_entropy_signals_are_minus_verls_own_measures(signal_runs, signal, verl_metric):
+    """verl measures the policy's entropy and the log-perplexity of its samples itself: each signal the
+    policy is rewarded with is minus that, so its sign (larger = more confident) does not rest on our
+    code alone. (Self-certainty has no verl counterpart; it is >= 0 by definition, checked above.) Ours
+    averages each response, then the responses; verl may average all tokens at once: they differ only
+    where response lengths differ (by < 0.4% in the runs measured here)."""
+    for line in training_steps(signal_runs[signal] / "metrics.jsonl"):
+        assert line["data"][f"rlif/{signal}/mean"] == pytest.approx(-line["data"][verl_metric], rel=0.05), line["step"]
 
 
 def test_swapping_the_reward_on_the_command_line_changes_what_is_optimised(grpo_run, rlif_run):
@@ -171,16 +317,17 @@ def test_swapping_the_reward_on_the_command_line_changes_what_is_optimised(grpo_
     assert rlvr["critic/score/max"] <= 1.1 < rlif["critic/score/min"]  # RLVR + terms <= 1.1; self-certainty ~6-7
 
 
-def test_rlif_resumes_from_its_checkpoint_and_continues_with_step_three(rlif_run, rlif_resumed):
-    (step_3,) = assert_trained(rlif_resumed, [3], extra=("rlif/self_certainty/mean", "rlif/guard/fired"))
-    # the actor continues from the trained weights: away from the reference model from its first step
-    # (a fresh run's first step has a KL of exactly 0)
-    (step_1, _) = training_steps(rlif_run / "metrics.jsonl")
-    assert step_1["data"]["actor/kl_loss"] == 0 < step_3["data"]["actor/kl_loss"]
+def test_rlif_resumes_from_its_checkpoint_and_continues_with_the_next_step(rlif_run, rlif_resumed):
+    (resumed,) = assert_trained(rlif_resumed, [STEPS + 1], extra=("rlif/self_certainty/mean", "rlif/guard/fired"))
+    # the actor continues from the trained weights, not from the model it started with: its
+    # self-certainty is above every early step's, and it is away from the reference model
+    early = series(rlif_run / "metrics.jsonl", "rlif/self_certainty/mean")[:K]
+    assert resumed["data"]["rlif/self_certainty/mean"] > max(early)
+    assert resumed["data"]["actor/kl_loss"] > 0
     checkpoints = rlif_run / "checkpoints"
-    assert (checkpoints / "latest_checkpointed_iteration.txt").read_text().strip() == "3"
-    assert (checkpoints / "global_step_2" / "rlsf_collapse_guard.json").exists()
-    assert any((checkpoints / "global_step_3" / "actor").iterdir())
+    assert (checkpoints / "latest_checkpointed_iteration.txt").read_text().strip() == str(STEPS + 1)
+    assert (checkpoints / f"global_step_{STEPS}" / "rlsf_collapse_guard.json").exists()
+    assert any((checkpoints / f"global_step_{STEPS + 1}" / "actor").iterdir())
 
 
 def test_ppo_with_a_critic_and_an_rlsf_reward_model_served_by_verl_trains_two_steps(ppo_rm_run):
