@@ -84,12 +84,10 @@ def test_server_scorer_inside_verls_reward_loop(ray_cluster, generate_server, vl
     assert result.extra_info["no_answer"] == [float(value == 0.0) for value in expected] + [0.0]
 
 
-def test_served_scorer_answers_through_verls_router_inside_verls_reward_worker(
-    ray_cluster, generate_server, vllm_tiny_model_dir, expected_confidence
-):
+def test_served_scorer_answers_through_verls_router(generate_server, vllm_tiny_model_dir, expected_confidence):
     """The GPU-cluster route: verl serves the scorer as its reward model (reward.reward_model.enable=True) and
-    hands each reward worker its router's address; no server_url. Here verl's router fronts the CPU vLLM."""
-    from verl.experimental.reward_loop import RewardLoopWorker
+    hands each reward worker its router's address (verl's reward_loop.py); no server_url. Here verl's own
+    router fronts the CPU vLLM server, and the manager gets its address as verl's worker passes it."""
     from verl.experimental.reward_loop.router.naive_router import launch_router_process
 
     model, tokenizer = load_causal_lm(vllm_tiny_model_dir)
@@ -97,7 +95,6 @@ def test_served_scorer_answers_through_verls_router_inside_verls_reward_worker(
         [
             f"actor_rollout_ref.model.path={vllm_tiny_model_dir}",
             "rlsf_reward=self_confidence",
-            "reward.num_workers=1",
             "reward.self_confidence.backend=server",
             "reward.reward_model.enable=True",
             f"reward.reward_model.model_path={vllm_tiny_model_dir}",
@@ -105,16 +102,20 @@ def test_served_scorer_answers_through_verls_router_inside_verls_reward_worker(
     )
     router_address, router = launch_router_process(worker_urls=[generate_server])
     try:
-        worker = ray_cluster.remote(RewardLoopWorker).remote(config, router_address)
-        batch = build_reward_batch(SAMPLES, tokenizer)
-        outputs = ray_cluster.get([worker.compute_score.remote(batch[i : i + 1]) for i in range(len(SAMPLES))])
-        ray_cluster.kill(worker)
+        manager = SelfConfidenceRewardManager(
+            config,
+            tokenizer,
+            compute_score=None,
+            reward_router_address=router_address,
+            reward_model_tokenizer=tokenizer,
+        )
+        served = run_manager(manager, build_reward_batch(SAMPLES, tokenizer))
     finally:
         router.terminate()
         router.join(timeout=10)
     expected = [expected_confidence(model, tokenizer, sample, "answer_margin") for sample in SAMPLES[:3]]
-    assert [output["reward_score"] for output in outputs[:3]] == pytest.approx(expected, abs=SERVER_TOLERANCE)
-    assert outputs[4]["reward_extra_info"]["empty"] == 1.0
+    assert [result["reward_score"] for result in served[:3]] == pytest.approx(expected, abs=SERVER_TOLERANCE)
+    assert served[4]["reward_extra_info"]["empty"] == 1.0
 
 
 def rm_config(model_dir, classifier_dir, *overrides):
