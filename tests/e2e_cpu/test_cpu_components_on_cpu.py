@@ -208,6 +208,15 @@ def test_verl_pins_memory_for_every_forward_only_fsdp2_module():
     assert "offload_policy = CPUOffloadPolicy(pin_memory=True)" in source
 
 
+def test_verl_compiles_its_entropy_function_on_packed_sequences():
+    """Worked around by recipes/cpu_smoke/run_tiny_cpu.sh (``fsdp_config.use_torch_compile=False``): with
+    ``use_remove_padding=True`` verl's FSDP engine computes entropy through ``torch.compile``, which on
+    CPU builds C++ kernels in the first step (70 s of its old-log-prob pass on busy cores)."""
+    source = verl_source("workers/engine/fsdp/transformer_impl.py")
+    assert "torch.compile(entropy_from_logits, dynamic=True)" in source
+    assert "entropy_rmpad = self.compute_entropy_from_logits(" in source
+
+
 def test_verl_counts_only_gpu_or_npu_resources_before_placing_workers():
     """Why PlatformCPU uses Ray's logical GPU resource rather than a custom one."""
     source = verl_source("single_controller/ray/base.py")
