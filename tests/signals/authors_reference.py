@@ -27,7 +27,7 @@ def disparity(logits, chosen) -> np.ndarray:
     p = np.exp(z)
     p /= p.sum(axis=-1, keepdims=True)
     second = np.sort(p, axis=-1)[:, -2]
-    return p[np.arange(len(p)), np.asarray(chosen)] - second
+    return p[np.arange(len(p)), np.asarray(chosen, dtype=np.int64)] - second
 
 
 def stripped_ids(tokenizer) -> set[int]:
