@@ -17,7 +17,7 @@ Register one in a module the workers import (``RLSF_VERL_EXTRA_MODULES=my_pkg.si
 ...     return inputs.logits.float().softmax(-1).amax(-1)
 >>> inputs = TokenInputs(logits=torch.tensor([[2.0, 0.0, 0.0]]))
 >>> round(get_signal("top1_prob").token_values(inputs).item(), 4)
-0.7870
+0.787
 """
 
 from __future__ import annotations
