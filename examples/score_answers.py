@@ -2,8 +2,10 @@
 
 Each answer is read by the model after its question (one forward pass); every signal of
 ``rlsf_verl.signals`` turns the same logits into one number per answer: the mean over the response, or over
-the answer's tokens for ``answer_margin`` (highlighted below each answer; "n/a" when the text states no
-answer). Higher means more confident for every signal.
+the answer span for ``answer_margin``. The span is found as RLSF finds it (the pipeline and the
+``self_confidence`` reward alike): the model continues question + answer + "So the answer is" greedily, and
+the span is the longest token run the answer shares with that continuation (highlighted below each answer;
+"n/a" when there is none). Higher means more confident for every signal.
 
     python examples/score_answers.py
 
@@ -24,17 +26,17 @@ from pathlib import Path
 
 import torch
 
-from rlsf_verl.answers import answer_token_span
-from rlsf_verl.rlsf.decode import encode_text, render_prompt_text
-from rlsf_verl.signals import Signal, TokenInputs, get_signal, sequence_confidence, signal_names
+from rlsf_verl.rlsf.confidence import answer_spans
+from rlsf_verl.rlsf.decode import DecodeConfig, HFCoTDecoder, encode_text, render_prompt_text
+from rlsf_verl.signals import AnswerSpan, Signal, TokenInputs, get_signal, sequence_confidence, signal_names
 
-# (question, answer, kind): edit freely; kind "choice" reads an option letter such as "(B)" as the answer
+# (question, answer): edit freely
 ANSWERS = [
-    ("What is 3 + 4?", "3 + 4 = 7. So the answer is 7.", "math"),
-    ("What is 3 + 4?", "3 + 4 = 8. So the answer is 8.", "math"),
-    ("A box holds 6 pencils. How many pencils are in 2 boxes?", "2 * 6 = 12 pencils.\n#### 12", "math"),
-    ("Which one is a fruit? (A) a chair (B) an apple", "An apple grows on a tree. The answer is (B).", "choice"),
-    ("What is 3 + 4?", "I like numbers.", "math"),
+    ("What is 3 + 4?", "3 + 4 = 7. So the answer is 7."),
+    ("What is 3 + 4?", "3 + 4 = 8. So the answer is 8."),
+    ("A box holds 6 pencils. How many pencils are in 2 boxes?", "2 * 6 = 12 pencils.\n#### 12"),
+    ("Which one is a fruit? (A) a chair (B) an apple", "An apple grows on a tree. The answer is (B)."),
+    ("What is 3 + 4?", "I like numbers."),
 ]
 HIGHLIGHT, RESET = "\033[1;30;43m", "\033[0m"  # bold black on yellow
 
@@ -59,18 +61,25 @@ def token_inputs(model, tokenizer, prompt: str, response_ids: list[int]) -> Toke
     return TokenInputs(logits=logits[len(prompt_ids) - 1 : -1], token_ids=ids[0, len(prompt_ids) :])
 
 
-def confidence(signal: Signal, inputs: TokenInputs, span: tuple[int, int] | None) -> float | None:
+def answer_span(model, tokenizer, prompt: str, response_ids: list[int]) -> AnswerSpan | None:
+    """The response's answer span, as RLSF finds it: after the model's greedy continuation of the cue."""
+    decoder = HFCoTDecoder(model, tokenizer, DecodeConfig(progress=False))
+    [(span, _)] = answer_spans(decoder, tokenizer, [(encode_text(tokenizer, prompt), response_ids)], decoder.config)
+    return span
+
+
+def confidence(signal: Signal, inputs: TokenInputs, span: AnswerSpan | None) -> float | None:
     """The response's confidence under ``signal``; None for an answer-span signal when there is no answer."""
     if signal.span == "answer" and span is None:
         return None
     return sequence_confidence(signal.token_values(inputs), span, signal)
 
 
-def highlighted(text: str, offsets: list[tuple[int, int]], span: tuple[int, int] | None, color: bool) -> str:
-    """``text`` with the characters of tokens ``span`` marked: ANSI colours, or [brackets]."""
+def highlighted(text: str, offsets: list[tuple[int, int]], span: AnswerSpan | None, color: bool) -> str:
+    """``text`` with the characters of the span's tokens marked: ANSI colours, or [brackets]."""
     if span is None:
         return text + "  (no answer found)"
-    start, end = offsets[span[0]][0], offsets[span[1] - 1][1]
+    start, end = offsets[span.start][0], offsets[span.end - 1][1]
     while start < end and text[start].isspace():  # byte-level tokens carry their leading space
         start += 1
     left, right = (HIGHLIGHT, RESET) if color else ("[", "]")
@@ -92,11 +101,10 @@ def main(argv: list[str] | None = None) -> int:
     names = signal_names()
     print(f"model: {args.model} ({model.config.model_type}, vocabulary {len(tokenizer)})\n")
     rows = []
-    for number, (question, answer, kind) in enumerate(ANSWERS, start=1):
+    for number, (question, answer) in enumerate(ANSWERS, start=1):
         encoding = tokenizer(answer, add_special_tokens=False, return_offsets_mapping=True)
-        found = answer_token_span(answer, tokenizer, kind=kind)
-        span = found[1] if found else None
         prompt = render_prompt_text(tokenizer, question, use_chat_template=True)
+        span = answer_span(model, tokenizer, prompt, list(encoding["input_ids"]))
         inputs = token_inputs(model, tokenizer, prompt, list(encoding["input_ids"]))
         rows.append([confidence(get_signal(name), inputs, span) for name in names])
         shown = highlighted(answer, encoding["offset_mapping"], span, color).replace("\n", " | ")

@@ -3,17 +3,19 @@
 One trace per line, several per prompt: ``prompt`` (the text the policy was given, chat template
 included), ``response`` and, optionally, ``confidence``; examples/README.md describes the fields. Without
 confidences, each response is scored by ``--model`` with ``--signal`` (default ``answer_margin``, RLSF's
-p(top1) - p(top2) over the answer's tokens), as the ``self_confidence`` reward scores.
+p(token) - p(top2) over the answer span the model's cue continuation locates), as the RLSF pipeline and
+the ``self_confidence`` reward score it.
 
 RLSF's rule makes a pair (chosen i, rejected j) of two traces of one prompt when conf_i > conf_j and
 conf_i >= tau, the chosen trace having an answer (``rlsf_verl.rlsf.preferences.make_pairs``). The pairs file
 is what ``rlsf-verl``'s reward-model and DPO stages train on; read it with ``read_pairs_jsonl`` or
 ``pandas.read_json(path, lines=True)``.
 
-    python examples/traces_to_pairs.py examples/data/traces.jsonl --tau 0.5
+    python examples/traces_to_pairs.py examples/data/traces.jsonl --tau 0.0
 
 ``--model tiny`` (the default) builds a tiny random model in a temporary folder: fast, but its confidences
-are arbitrary, hence the low tau. With ``--model smollm2`` (the embedded default model) or a local HF model
+are arbitrary and seldom above 0 (it seldom restates an answer after the cue), hence tau 0. With
+``--model smollm2`` (the embedded default model) or a local HF model
 directory, keep the paper's ``--tau 0.9``.
 """
 
@@ -50,12 +52,11 @@ def read_traces(path: Path) -> list[dict]:
     return traces
 
 
-def score(traces: list[dict], model_name: str, signal_name: str, kind: str) -> list[float]:
+def score(traces: list[dict], model_name: str, signal_name: str) -> list[float]:
     """Each trace's confidence under ``signal_name``, as ``model_name`` reads it (the signal's floor for a
     trace without an answer when the signal averages over the answer)."""
-    from score_answers import confidence, load_model, token_inputs  # the folder of this script is on sys.path
+    from score_answers import answer_span, confidence, load_model, token_inputs  # this folder is on sys.path
 
-    from rlsf_verl.answers import answer_token_span
     from rlsf_verl.signals import get_signal
 
     signal = get_signal(signal_name)
@@ -64,9 +65,9 @@ def score(traces: list[dict], model_name: str, signal_name: str, kind: str) -> l
     confidences = []
     for trace in traces:
         response_ids = tokenizer(trace["response"], add_special_tokens=False)["input_ids"]
-        found = answer_token_span(trace["response"], tokenizer, kind=kind)
+        span = answer_span(model, tokenizer, trace["prompt"], list(response_ids)) if signal.span == "answer" else None
         inputs = token_inputs(model, tokenizer, trace["prompt"], list(response_ids))
-        value = confidence(signal, inputs, found[1] if found else None)
+        value = confidence(signal, inputs, span)
         confidences.append(signal.floor_value(len(tokenizer)) if value is None else value)
     return confidences
 
@@ -97,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
             "or on none to have --model score them all"
         )
     else:
-        confidences = score(traces, args.model, args.signal, args.kind)
+        confidences = score(traces, args.model, args.signal)
         print(f"confidence: {args.signal} under model {args.model!r}")
 
     scored, branches = [], dict.fromkeys(groups.values(), 0)
