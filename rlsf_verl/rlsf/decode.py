@@ -29,7 +29,7 @@ from typing import Any
 
 from rlsf_verl.signals.answer_span import AnswerSpanRule
 
-GPU_EXTRA_HINT = "pip install 'rlsf-verl[gpu]'"
+GPU_EXTRA_HINT = "pip install '.[gpu]' (from the rlsf-verl repository)"
 # What a vLLM completion tells about each generated token: its log-prob and the top-2 log-probs.
 VLLM_INPUTS = frozenset({"logprob", "margin", "chosen_margin"})
 

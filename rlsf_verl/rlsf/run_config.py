@@ -45,7 +45,7 @@ class DataConfig:
 class PipelineConfig:
     """Everything a run depends on; recorded in ``<run_dir>/config.json``."""
 
-    model: str = "smollm2"  # "smollm2" (embedded default) or a local HF model directory
+    model: str = "smollm2"  # "smollm2" (embedded default), a local HF model directory, or a hub id in the HF cache
     run_dir: str = "runs/rlsf-default"
     data: DataConfig = field(default_factory=DataConfig)
     decode: DecodeConfig = field(default_factory=DecodeConfig)
@@ -54,7 +54,7 @@ class PipelineConfig:
     # Your own preference pairs (JSONL in read_pairs_jsonl's format, e.g. from examples/traces_to_pairs.py):
     # the run then skips decoding and confidence and trains the reward model and DPO on this file.
     pairs: str | None = None
-    # The defaults fit the embedded CPU run in ~15 minutes: a few optimiser steps, not the paper's
+    # The defaults fit the embedded CPU run (README.md gives its measured time): a few optimiser steps, not the paper's
     # 3 epochs (set reward_model.max_steps=-1 reward_model.num_train_epochs=3 for that). DPO trains
     # a LoRA adapter, which needs a larger step than the paper's full fine-tuning rate of 1e-6
     # (with 1e-6, six LoRA steps leave the policy's greedy answers unchanged).

@@ -63,7 +63,8 @@ def import_trl(stage: str):
         import trl
     except ModuleNotFoundError:
         raise ModuleNotFoundError(
-            f"the {stage} stage trains with TRL, which is not installed: pip install 'rlsf-verl[pipeline]' "
-            "(in its own environment: verl 0.9.1 cannot build FSDP models beside trl >= 1.0)"
+            f"the {stage} stage trains with TRL, which is not installed: pip install '.[pipeline]' "
+            "from the rlsf-verl repository, in its own environment (verl 0.9.1 cannot build FSDP models beside "
+            "trl >= 1.0)"
         ) from None
     return trl
