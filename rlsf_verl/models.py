@@ -239,3 +239,31 @@ def load_causal_lm(model: str | os.PathLike, dtype: str = "float32"):
             f"{lm.get_output_embeddings().weight.shape[0]}: tokenizer and model do not belong together"
         )
     return lm, tokenizer
+
+
+def eos_token_ids(tokenizer, model=None) -> frozenset[int]:
+    """Every token id that ends a generation: the tokenizer's EOS plus the model's generation-config
+    EOS ids (Qwen and Llama-3 chat models stop on more than one). ``model`` is a loaded model, a model
+    directory (its ``generation_config.json`` is read, if any), or None.
+
+    >>> from types import SimpleNamespace
+    >>> sorted(eos_token_ids(SimpleNamespace(eos_token_id=2), SimpleNamespace(generation_config=None)))
+    [2]
+    """
+    ids = {int(tokenizer.eos_token_id)} if tokenizer.eos_token_id is not None else set()
+    if isinstance(model, str | os.PathLike):
+        configured = None
+        if os.path.isfile(os.path.join(model, "generation_config.json")):
+            from transformers import GenerationConfig
+
+            configured = GenerationConfig.from_pretrained(model).eos_token_id
+    else:
+        configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    if configured is not None:
+        ids.update(int(i) for i in (configured if isinstance(configured, list | tuple) else [configured]))
+    if not ids:
+        raise ValueError(
+            "tokenizer.eos_token_id: not set and the model declares no EOS in its generation config; "
+            "set eos_token in the tokenizer so finished generations can be told from cut-off ones"
+        )
+    return frozenset(ids)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import os
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -59,23 +58,6 @@ def read_trajectory(data: Any, tokenizer: Any, eos_token_ids: frozenset[int]) ->
         raw_prompt=non_tensor.get("raw_prompt"),
         uid=None if uid is None else str(uid),
     )
-
-
-def eos_token_ids(tokenizer: Any, model_path: str | os.PathLike | None) -> frozenset[int]:
-    """Every token id that ends generation: the tokenizer's EOS plus the model's generation config's
-    (Qwen and Llama-3 chat models stop on more than one)."""
-    ids = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
-    if model_path is not None and os.path.isfile(os.path.join(model_path, "generation_config.json")):
-        from transformers import GenerationConfig
-
-        configured = GenerationConfig.from_pretrained(model_path).eos_token_id
-        ids.update(configured if isinstance(configured, list) else [] if configured is None else [configured])
-    if not ids:
-        raise ValueError(
-            "tokenizer.eos_token_id: not set and the model has no generation_config.json eos_token_id; "
-            "set eos_token in the tokenizer so truncated responses can be told from finished ones"
-        )
-    return frozenset(ids)
 
 
 async def call_reward_function(compute_score: Callable[..., Any], trajectory: Trajectory) -> float:

@@ -27,6 +27,7 @@ from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from rlsf_verl.models import eos_token_ids
 from rlsf_verl.signals.answer_span import AnswerSpanRule
 
 GPU_EXTRA_HINT = "pip install '.[gpu]' (from the rlsf-verl repository)"
@@ -116,20 +117,6 @@ def render_prompt_text(tokenizer, prompt: str, use_chat_template: bool) -> str:
 def encode_text(tokenizer, text: str) -> list[int]:
     """Token ids of already rendered text; no special tokens are added (the chat template has them)."""
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])
-
-
-def eos_token_ids(tokenizer, model=None) -> set[int]:
-    """Ids that end a generation: the tokenizer's EOS plus the model's generation-config EOS ids."""
-    ids = set()
-    if tokenizer.eos_token_id is not None:
-        ids.add(int(tokenizer.eos_token_id))
-    generation_config = getattr(model, "generation_config", None)
-    extra = getattr(generation_config, "eos_token_id", None)
-    if extra is not None:
-        ids.update(int(i) for i in (extra if isinstance(extra, (list, tuple)) else [extra]))
-    if not ids:
-        raise ValueError("tokenizer: no eos_token_id; set tokenizer.eos_token so generations can stop")
-    return ids
 
 
 def _check_prompts(prompts: list[str]) -> None:
