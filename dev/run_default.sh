@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The main job: the RLSF pipeline on the embedded SmolLM2-135M-Instruct (11 min 37 s on the 2-core CPU
+# The main job: the RLSF pipeline on the embedded SmolLM2-135M-Instruct (7 min 34 s on the 2-core CPU
 # CI machine), in the project's venv (created on first use). Arguments go to `rlsf-verl run`, e.g.
 #   bash dev/run_default.sh --model /path/to/hf-model decode.k=10
 set -euo pipefail
