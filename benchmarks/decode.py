@@ -19,7 +19,7 @@ import torch
 
 from rlsf_verl.data import builtin_problems, render_prompt
 from rlsf_verl.models import build_tiny_model, load_causal_lm
-from rlsf_verl.rlsf.decode import DecodeConfig, HFCoTDecoder, Trace
+from rlsf_verl.pipeline.decode import DecodeConfig, HFCoTDecoder, Trace
 
 
 def timed_decode(model, tokenizer, prompts: list[str], config: DecodeConfig) -> tuple[list[Trace], float]:

@@ -26,8 +26,8 @@ from pathlib import Path
 
 import torch
 
-from rlsf_verl.rlsf.confidence import answer_spans
-from rlsf_verl.rlsf.decode import DecodeConfig, HFCoTDecoder, encode_text, render_prompt_text
+from rlsf_verl.pipeline.confidence import answer_spans
+from rlsf_verl.pipeline.decode import DecodeConfig, HFCoTDecoder, encode_text, render_prompt_text
 from rlsf_verl.signals import AnswerSpan, Signal, TokenInputs, get_signal, sequence_confidence, signal_names
 
 # (question, answer): edit freely

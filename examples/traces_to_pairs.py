@@ -7,7 +7,7 @@ p(token) - p(top2) over the answer span the model's cue continuation locates), a
 the ``self_confidence`` reward score it.
 
 RLSF's rule makes a pair (chosen i, rejected j) of two traces of one prompt when conf_i > conf_j and
-conf_i >= tau, the chosen trace having an answer (``rlsf_verl.rlsf.preferences.make_pairs``). The pairs file
+conf_i >= tau, the chosen trace having an answer (``rlsf_verl.pipeline.preferences.make_pairs``). The pairs file
 is what ``rlsf-verl``'s reward-model and DPO stages train on; read it with ``read_pairs_jsonl`` or
 ``pandas.read_json(path, lines=True)``.
 
@@ -29,7 +29,7 @@ import tempfile
 from pathlib import Path
 
 from rlsf_verl.answers import extract_answer
-from rlsf_verl.rlsf.preferences import make_pairs, write_pairs_jsonl
+from rlsf_verl.pipeline.preferences import make_pairs, write_pairs_jsonl
 
 
 def read_traces(path: Path) -> list[dict]:

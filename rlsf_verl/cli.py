@@ -8,7 +8,7 @@
     rlsf-verl compare runs/rlif runs/rlvr runs/rlsf-default --out reports/cmp --names rlif,rlvr,rlsf
     rlsf-verl signals                               # the registered confidence signals (yours too)
 
-``run`` settings are the fields of :class:`rlsf_verl.rlsf.pipeline.PipelineConfig`, given as Hydra-style
+``run`` settings are the fields of :class:`rlsf_verl.pipeline.runner.PipelineConfig`, given as Hydra-style
 ``key=value`` overrides or in a YAML file. Errors print one line; ``--debug`` shows the traceback.
 """
 
@@ -21,7 +21,7 @@ from pathlib import Path
 
 
 def _pipeline_config(args: argparse.Namespace):
-    from rlsf_verl.rlsf.pipeline import make_pipeline_config
+    from rlsf_verl.pipeline.runner import make_pipeline_config
 
     # Resolved here, so that a resumed run from another directory names the same file.
     pairs = str(Path(args.pairs).resolve()) if args.pairs else None
@@ -33,7 +33,7 @@ def _pipeline_config(args: argparse.Namespace):
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from rlsf_verl.rlsf.pipeline import format_report, run_pipeline
+    from rlsf_verl.pipeline.runner import format_report, run_pipeline
 
     config = _pipeline_config(args)
     report = run_pipeline(config, from_stage=args.from_stage)

@@ -80,7 +80,7 @@ def installed_verl_version() -> str | None:
 def resolve(name: str) -> Any:
     """Import and return the verl object registered under ``name`` in :data:`SYMBOLS`."""
     if name not in SYMBOLS:
-        from rlsf_verl.naming import unknown_name_error
+        from rlsf_verl.errors import unknown_name_error
 
         raise unknown_name_error("verl compat symbol", name, SYMBOLS)
     location = SYMBOLS[name]

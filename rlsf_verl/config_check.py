@@ -126,7 +126,7 @@ def check_reward_config(config: DictConfig) -> None:
             combine_rewards(kwargs.get("weights"), kwargs.get("term_kwargs"))
     manager = reward.reward_manager
     if manager.source == "register":
-        from rlsf_verl.naming import unknown_name_error
+        from rlsf_verl.errors import unknown_name_error
 
         registry = compat.resolve("REWARD_MANAGER_REGISTRY")
         if manager.name not in registry:

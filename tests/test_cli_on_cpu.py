@@ -8,7 +8,7 @@ from hydra import compose, initialize
 
 from rlsf_verl.cli import build_parser, main
 from rlsf_verl.models import build_tiny_model
-from rlsf_verl.rlsf.pipeline import PipelineConfig, register_hydra_config
+from rlsf_verl.pipeline.runner import PipelineConfig, register_hydra_config
 
 
 def run_cli(capsys, *argv: str) -> tuple[int, str]:

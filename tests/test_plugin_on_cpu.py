@@ -97,7 +97,7 @@ def test_importing_the_core_stays_light(tmp_path):
     result = run_python(
         """
         import sys
-        import rlsf_verl, rlsf_verl.signals, rlsf_verl.answers, rlsf_verl.compat, rlsf_verl.naming
+        import rlsf_verl, rlsf_verl.signals, rlsf_verl.answers, rlsf_verl.compat, rlsf_verl.errors
         heavy = sorted(m for m in ("verl", "ray", "transformers", "trl", "datasets") if m in sys.modules)
         print(",".join(heavy) or "none")
         """,

@@ -8,7 +8,7 @@ is correct; they enable the length-bias check among pairs of equal correctness.
 
 A pair is won when ``score(prompt, chosen) > score(prompt, rejected)``; a tie counts one half, so
 swapping chosen and rejected turns accuracy ``a`` into exactly ``1 - a``. (RewardBench's own script,
-and :func:`rlsf_verl.rlsf.reward_model.pairwise_accuracy`, count a tie as a loss: that figure is kept as
+and :func:`rlsf_verl.pipeline.bradley_terry.pairwise_accuracy`, count a tie as a loss: that figure is kept as
 ``accuracy_ties_wrong``.) Accuracy is reported per subset and over all pairs (every pair weighs the
 same: not RewardBench's section-weighted leaderboard score), each with a Wilson 95% interval
 (:func:`rlsf_verl.analysis.intervals.wilson_interval`).
@@ -327,7 +327,7 @@ class RewardModelScorer:
     """``score(prompt, response)`` of a ``*ForSequenceClassification`` reward model, batched on its device.
 
     Scores the text the RLSF reward model is trained and served on
-    (:func:`rlsf_verl.rlsf.reward_model.compute_rewards`): the rendered chat prompt, the response, then
+    (:func:`rlsf_verl.pipeline.bradley_terry.compute_rewards`): the rendered chat prompt, the response, then
     the end of the assistant turn. ``render_prompt=True`` wraps a plain prompt (RewardBench files) as a
     user turn of the tokenizer's chat template, as the RLSF decode stage does; pass False for prompts
     that are already rendered (the RLSF pipeline's own preference pairs).
@@ -339,12 +339,12 @@ class RewardModelScorer:
     render_prompt: bool = True
 
     def _render(self, prompt: str) -> str:
-        from rlsf_verl.rlsf.decode import render_prompt_text
+        from rlsf_verl.pipeline.decode import render_prompt_text
 
         return render_prompt_text(self.tokenizer, prompt, self.render_prompt)
 
     def score_batch(self, prompts: Sequence[str], responses: Sequence[str]) -> list[float]:
-        from rlsf_verl.rlsf.reward_model import compute_rewards
+        from rlsf_verl.pipeline.bradley_terry import compute_rewards
 
         rendered = [self._render(prompt) for prompt in prompts]
         return compute_rewards(self.model, self.tokenizer, rendered, list(responses), self.batch_size).tolist()
@@ -357,7 +357,7 @@ def load_reward_scorer(
     model_dir: str | os.PathLike, batch_size: int = 8, render_prompt: bool = True
 ) -> RewardModelScorer:
     """A :class:`RewardModelScorer` of a saved reward-model directory (model and tokenizer), on the CPU."""
-    from rlsf_verl.rlsf.reward_model import load_reward_model
+    from rlsf_verl.pipeline.bradley_terry import load_reward_model
 
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")

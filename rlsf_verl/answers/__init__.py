@@ -8,7 +8,7 @@ Used by the RLSF pipeline (answer span -> token positions -> confidence), by rew
 ('7', 'answer_is', True)
 """
 
-from rlsf_verl.answers.compare import answers_equal
+from rlsf_verl.answers.equality import answers_equal
 from rlsf_verl.answers.extract import KINDS, Answer, extract_answer, parse_gsm8k_gold
 from rlsf_verl.answers.normalize import find_numbers, normalize_expression, normalize_number
 from rlsf_verl.answers.spans import answer_token_span, char_span_to_token_span

@@ -32,7 +32,7 @@ def build_tiny_reward_model(policy_dir: str | os.PathLike, out_dir: str | os.Pat
     """
     import torch
 
-    from rlsf_verl.rlsf.reward_model import load_base_as_reward_model
+    from rlsf_verl.pipeline.bradley_terry import load_base_as_reward_model
 
     out = Path(out_dir)
     if (out / "config.json").exists() and (out / "tokenizer.json").exists():

@@ -36,7 +36,7 @@ from typing import Any
 
 from rlsf_verl.answers import extract_answer, normalize_expression, normalize_number, parse_gsm8k_gold
 from rlsf_verl.data.problem import LETTERS, Problem
-from rlsf_verl.naming import unknown_name_error
+from rlsf_verl.errors import unknown_name_error
 
 SUFFIXES = (".jsonl", ".json", ".parquet")
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rlsf_verl.data.problem import LETTERS, Problem
-from rlsf_verl.naming import unknown_name_error
+from rlsf_verl.errors import unknown_name_error
 
 
 @dataclass(frozen=True)

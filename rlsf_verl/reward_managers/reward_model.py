@@ -4,7 +4,7 @@ clipped, weighted and mixed with a verifiable reward.
 verl starts the RM server itself (``reward.reward_model.enable=True``, ``model_path``, vLLM's
 ``/classify``) and hands every reward worker the router's address. This manager sends the RM the
 token ids it was trained on (prompt rendered with the chat template, response, end of turn: see
-:func:`rlsf_verl.rlsf.reward_model.reward_model_text`), so the served score is the score the
+:func:`rlsf_verl.pipeline.bradley_terry.reward_model_text`), so the served score is the score the
 pipeline measured. Selected with ``rlsf_reward=rlsf_rm``; settings under ``reward.rlsf_rm``.
 Per-prompt z-scoring needs the whole group of responses and runs in the trainer's group step.
 
@@ -22,7 +22,7 @@ from typing import Any
 
 from rlsf_verl import compat
 from rlsf_verl.models import eos_token_ids
-from rlsf_verl.naming import settings_values
+from rlsf_verl.errors import settings_values
 from rlsf_verl.reward_managers.http import JSONClient
 from rlsf_verl.reward_managers.trajectory import (
     Trajectory,
@@ -94,7 +94,7 @@ class RLSFRewardModelManager(compat.resolve("RewardManagerBase")):
 
     def reward_model_ids(self, trajectory: Trajectory) -> list[int]:
         """The RM's input ids for a trajectory, encoded as the RM was trained (one BOS at most)."""
-        from rlsf_verl.rlsf.reward_model import encode_for_reward_model
+        from rlsf_verl.pipeline.bradley_terry import encode_for_reward_model
 
         if trajectory.raw_prompt is None:
             raise ValueError(

@@ -28,7 +28,7 @@ from typing import Protocol
 import torch
 
 from rlsf_verl.reward_managers.http import JSONClient
-from rlsf_verl.rlsf.decode import DecodeConfig, HFCoTDecoder
+from rlsf_verl.pipeline.decode import DecodeConfig, HFCoTDecoder
 from rlsf_verl.signals import Signal, TokenInputs
 
 

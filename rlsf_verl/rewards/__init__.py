@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from rlsf_verl.naming import unknown_name_error
+from rlsf_verl.errors import unknown_name_error
 
 RewardFunction = Callable[..., float | dict]
 REWARD_FUNCTIONS: dict[str, RewardFunction] = {}

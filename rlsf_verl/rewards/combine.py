@@ -25,7 +25,7 @@ import inspect
 import math
 from collections.abc import Callable, Mapping
 
-from rlsf_verl.naming import unknown_name_error
+from rlsf_verl.errors import unknown_name_error
 from rlsf_verl.rewards import RewardFunction, get_reward_function, register_reward_function
 
 _WEIGHTS_FIELD = "reward.custom_reward_function.reward_kwargs.weights"

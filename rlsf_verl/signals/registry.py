@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from rlsf_verl.naming import unknown_name_error
+from rlsf_verl.errors import unknown_name_error
 from rlsf_verl.signals.answer_span import AnswerSpan
 from rlsf_verl.signals.core import token_signals
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from rlsf_verl.naming import settings_values
+from rlsf_verl.errors import settings_values
 from rlsf_verl.rewards.majority import group_majority_votes, majority_vote_metrics
 
 

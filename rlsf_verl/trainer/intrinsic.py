@@ -34,7 +34,7 @@ from typing import Any
 import torch
 
 from rlsf_verl.engines import RLIF_SIGNAL_FIELD, VERL_ACTOR_FIELDS, engine_computes
-from rlsf_verl.naming import settings_values, unknown_name_error
+from rlsf_verl.errors import settings_values, unknown_name_error
 from rlsf_verl.signals import Signal, TokenInputs, get_signal, masked_mean
 from rlsf_verl.trainer.group_step import at_last_token
 

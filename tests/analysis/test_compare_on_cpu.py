@@ -21,7 +21,7 @@ from rlsf_verl.analysis.compare import (
     table_row,
 )
 from rlsf_verl.cli import main
-from rlsf_verl.rlsf.pipeline import PipelineConfig, run_pipeline
+from rlsf_verl.pipeline.runner import PipelineConfig, run_pipeline
 
 # The last validation step of the "rlif" run; hand-computed below from these five answers.
 ACC = [1.0, 1.0, 0.0, 1.0, 0.0]
@@ -96,7 +96,7 @@ def pipeline_run(tiny_model_dir, tmp_path_factory) -> Path:
     """A real `rlsf-verl run` directory: the tiny random model through DPO and the before/after evaluation."""
     run_dir = tmp_path_factory.mktemp("rlsf") / "run"
     overrides = [
-        # As tests/rlsf/test_pipeline_on_cpu.py: enough traces that the random model states some answers.
+        # As tests/pipeline/test_pipeline_on_cpu.py: enough traces that the random model states some answers.
         "data.n_problems=4",
         "data.n_eval=4",
         "decode.k=3",

@@ -304,7 +304,7 @@ def test_readme_command_is_a_recipe_script_an_rlsf_verl_command_or_a_python_modu
         except SystemExit:
             pytest.fail(f"{readme}: `{command}` does not parse as an rlsf-verl command")
         if args.command == "run":  # each key=value must name a PipelineConfig field
-            from rlsf_verl.rlsf.pipeline import PipelineConfig
+            from rlsf_verl.pipeline.runner import PipelineConfig
 
             OmegaConf.merge(OmegaConf.structured(PipelineConfig), OmegaConf.from_dotlist(args.overrides))
     elif words[:2] in (["python3", "-m"], ["python", "-m"]):

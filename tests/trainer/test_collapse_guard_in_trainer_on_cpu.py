@@ -91,7 +91,7 @@ def test_no_guard_without_rlif(tmp_path):
 def test_trainer_config_declares_every_guard_setting_with_its_default():
     import dataclasses
 
-    from rlsf_verl.algos.collapse_guard import CollapseGuardConfig
+    from rlsf_verl.trainer.collapse_guard import CollapseGuardConfig
 
     config = compose_config(["actor_rollout_ref.model.path=/models/policy"])
     assert dict(config.rlsf.collapse_guard) == {f.name: f.default for f in dataclasses.fields(CollapseGuardConfig)}

@@ -7,8 +7,8 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from rlsf_verl.rlsf.dpo import CONFIG_FILE, DPOTrainingConfig, train_dpo
-from rlsf_verl.rlsf.preferences import PreferencePair, prompt_for_tokenizer
+from rlsf_verl.pipeline.dpo import CONFIG_FILE, DPOTrainingConfig, train_dpo
+from rlsf_verl.pipeline.preferences import PreferencePair, prompt_for_tokenizer
 from rlsf_verl.signals.entropy import token_logprobs
 
 # A tiny model gains nothing from threads, and on a shared 2-core runner they oversubscribe.

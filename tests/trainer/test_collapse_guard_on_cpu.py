@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rlsf_verl.algos import collapse_guard
-from rlsf_verl.algos.collapse_guard import (
+from rlsf_verl.trainer import collapse_guard
+from rlsf_verl.trainer.collapse_guard import (
     CollapseGuard,
     CollapseGuardConfig,
     GuardDecision,
@@ -185,7 +185,7 @@ def test_a_steady_answer_rate_does_not_vote():
 def test_the_trainer_logs_the_answer_rate_the_guard_reads():
     """The guard reads only metrics an RLIF step logs: the answer rate comes from the step's decoded
     responses (``response_text_metrics``, which the trainer adds to the step's metrics)."""
-    from rlsf_verl.algos import response_text_metrics
+    from rlsf_verl.trainer.collapse_guard import response_text_metrics
 
     logged = response_text_metrics(["The answer is 4.", "no idea", "#### 12", "hmm"])
     assert logged["rlif/answer_rate"] == pytest.approx(0.5)
@@ -369,7 +369,7 @@ def test_constant_metrics_never_fire(entropy, certainty, length, rate, answer_ra
 
 
 def test_response_text_metrics_feed_the_transitional_indicator():
-    from rlsf_verl.algos import response_text_metrics
+    from rlsf_verl.trainer.collapse_guard import response_text_metrics
 
     metrics = response_text_metrics(["Wait, but 3 + 4 = 7. The answer is 7.", "The answer is (B).", "hmm no"])
     assert metrics["rlif/answer_rate"] == pytest.approx(2 / 3)

@@ -13,11 +13,11 @@ whose configuration is unchanged, refuses to mix configurations in one run direc
 the decode stage from its finished parts. A run killed anywhere and re-run gives the outputs an
 uninterrupted run gives.
 
-Where things live: the configuration in :mod:`~rlsf_verl.rlsf.run_config`, the run directory and
-its markers in :mod:`~rlsf_verl.rlsf.run_dir`, the stages (and the decoding backend) in
-:mod:`~rlsf_verl.rlsf.stages`, the report in :mod:`~rlsf_verl.rlsf.report`; this module runs them.
+Where things live: the configuration in :mod:`~rlsf_verl.pipeline.run_config`, the run directory and
+its markers in :mod:`~rlsf_verl.pipeline.run_dir`, the stages (and the decoding backend) in
+:mod:`~rlsf_verl.pipeline.stages`, the report in :mod:`~rlsf_verl.pipeline.report`; this module runs them.
 
->>> from rlsf_verl.rlsf.pipeline import make_pipeline_config, run_pipeline
+>>> from rlsf_verl.pipeline.runner import make_pipeline_config, run_pipeline
 >>> config = make_pipeline_config({"model": "/path/to/hf-model", "run_dir": "runs/demo"})  # doctest: +SKIP
 >>> report = run_pipeline(config)                                                          # doctest: +SKIP
 >>> report["evaluate"]["after"]["accuracy"]                                                # doctest: +SKIP
@@ -32,17 +32,17 @@ import time
 from collections.abc import Callable
 
 from rlsf_verl.io import atomic_write_json
-from rlsf_verl.naming import unknown_name_error
-from rlsf_verl.rlsf.report import format_report, write_report
-from rlsf_verl.rlsf.run_config import (
+from rlsf_verl.errors import unknown_name_error
+from rlsf_verl.pipeline.report import format_report, write_report
+from rlsf_verl.pipeline.run_config import (
     DataConfig,
     PipelineConfig,
     make_pipeline_config,
     named_signal,
     register_hydra_config,
 )
-from rlsf_verl.rlsf.run_dir import RunDir, versions
-from rlsf_verl.rlsf.stages import STAGE_TABLE, STAGES, StageContext, fingerprint, stages_to_run
+from rlsf_verl.pipeline.run_dir import RunDir, versions
+from rlsf_verl.pipeline.stages import STAGE_TABLE, STAGES, StageContext, fingerprint, stages_to_run
 
 # Importable from here as before the split (the CLI, tests and users do).
 __all__ = [

@@ -8,9 +8,9 @@ from omegaconf import OmegaConf
 
 from rlsf_verl.data import builtin_problems, render_prompt
 from rlsf_verl.models import load_causal_lm, resolve_model_path
-from rlsf_verl.rlsf.confidence import score_traces
-from rlsf_verl.rlsf.decode import DecodeConfig, HFCoTDecoder, encode_text
-from rlsf_verl.rlsf.pipeline import PipelineConfig, run_pipeline
+from rlsf_verl.pipeline.confidence import score_traces
+from rlsf_verl.pipeline.decode import DecodeConfig, HFCoTDecoder, encode_text
+from rlsf_verl.pipeline.runner import PipelineConfig, run_pipeline
 
 pytestmark = pytest.mark.slow
 

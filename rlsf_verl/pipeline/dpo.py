@@ -5,11 +5,11 @@ reference model is the base with the adapter disabled, so no second copy is held
 LoRA is merged before saving, and the output is a plain transformers causal-LM directory.
 
 Data format: TRL's standard (non-conversational) preference format from
-:func:`~rlsf_verl.rlsf.preferences.pairs_to_dataset`. ``prompt`` is already the rendered chat
+:func:`~rlsf_verl.pipeline.preferences.pairs_to_dataset`. ``prompt`` is already the rendered chat
 text, and TRL appends the EOS token to ``chosen`` and ``rejected``, so the policy learns to end
 its turn where generation stops.
 
->>> from rlsf_verl.rlsf.dpo import DPOTrainingConfig, train_dpo
+>>> from rlsf_verl.pipeline.dpo import DPOTrainingConfig, train_dpo
 >>> result = train_dpo(pairs, "smollm2", "runs/dpo", DPOTrainingConfig(max_steps=10))  # doctest: +SKIP
 >>> result.n_train  # doctest: +SKIP
 24
@@ -28,8 +28,8 @@ from typing import Any
 
 from rlsf_verl.io import atomic_dir, atomic_write_json
 from rlsf_verl.models import resolve_model_path
-from rlsf_verl.rlsf.preferences import PreferencePair, pairs_to_dataset, prompt_for_tokenizer
-from rlsf_verl.rlsf.training import check_training_loss, check_training_settings, import_trl, trainer_arguments
+from rlsf_verl.pipeline.preferences import PreferencePair, pairs_to_dataset, prompt_for_tokenizer
+from rlsf_verl.pipeline.training import check_training_loss, check_training_settings, import_trl, trainer_arguments
 
 CONFIG_FILE = "rlsf_dpo.json"
 

@@ -8,11 +8,11 @@ inputs upstream, theirs (:func:`fingerprint`).
 
 Adding a stage: write ``run_<name>(ctx) -> dict`` here and add its :class:`Stage` to the table at
 the place it runs. Adding a decoding backend: :meth:`StageContext.decoder` is the one place that
-turns a model directory into a :class:`rlsf_verl.rlsf.decode.CoTDecoder`.
+turns a model directory into a :class:`rlsf_verl.pipeline.decode.CoTDecoder`.
 
 >>> STAGES
 ('problems', 'decode', 'confidence', 'pairs', 'reward_model', 'dpo', 'evaluate')
->>> from rlsf_verl.rlsf.run_config import PipelineConfig
+>>> from rlsf_verl.pipeline.run_config import PipelineConfig
 >>> sorted(fingerprint("pairs", PipelineConfig()))
 ['data', 'decode', 'model', 'signal', 'tau']
 """
@@ -28,11 +28,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rlsf_verl.io import atomic_write_json, atomic_write_jsonl
-from rlsf_verl.rlsf.run_dir import RunDir, read_jsonl
+from rlsf_verl.pipeline.run_dir import RunDir, read_jsonl
 
 if TYPE_CHECKING:
-    from rlsf_verl.rlsf.decode import CoTDecoder
-    from rlsf_verl.rlsf.run_config import PipelineConfig
+    from rlsf_verl.pipeline.decode import CoTDecoder
+    from rlsf_verl.pipeline.run_config import PipelineConfig
 
 
 class StageContext:
@@ -58,7 +58,7 @@ class StageContext:
         Each model is loaded once per run; the decoders built on it differ only in their settings.
         """
         from rlsf_verl.models import load_causal_lm
-        from rlsf_verl.rlsf.decode import HFCoTDecoder
+        from rlsf_verl.pipeline.decode import HFCoTDecoder
 
         model_dir = Path(model_dir or self.model_path())
         if model_dir not in self._loaded:
@@ -79,7 +79,7 @@ class StageContext:
 
     def pairs(self):
         """The preference pairs the trainers learn from; an error saying what to change when there are none."""
-        from rlsf_verl.rlsf.preferences import read_pairs_jsonl
+        from rlsf_verl.pipeline.preferences import read_pairs_jsonl
 
         pairs = read_pairs_jsonl(self.run / "pairs.jsonl")
         if not pairs:
@@ -152,8 +152,8 @@ def run_decode(ctx: StageContext) -> dict:
 
 
 def run_confidence(ctx: StageContext) -> dict:
-    from rlsf_verl.rlsf.confidence import score_traces
-    from rlsf_verl.rlsf.decode import Trace
+    from rlsf_verl.pipeline.confidence import score_traces
+    from rlsf_verl.pipeline.decode import Trace
 
     decoder = ctx.decoder()
     traces = [Trace.from_dict(row) for row in read_jsonl(ctx.run / "traces.jsonl")]
@@ -168,7 +168,7 @@ def run_confidence(ctx: StageContext) -> dict:
 
 def run_pairs(ctx: StageContext) -> dict:
     """Pairs by the RLSF rule from the scored traces, or the user's own pairs file (``pairs=FILE``), checked."""
-    from rlsf_verl.rlsf.preferences import make_pairs, read_pairs_jsonl, write_pairs_jsonl
+    from rlsf_verl.pipeline.preferences import make_pairs, read_pairs_jsonl, write_pairs_jsonl
 
     if ctx.config.pairs is not None:
         pairs = read_pairs_jsonl(ctx.config.pairs)
@@ -188,7 +188,7 @@ def run_pairs(ctx: StageContext) -> dict:
 
 
 def run_reward_model(ctx: StageContext) -> dict:
-    from rlsf_verl.rlsf.reward_model import train_reward_model
+    from rlsf_verl.pipeline.bradley_terry import train_reward_model
 
     result = train_reward_model(ctx.pairs(), ctx.model_path(), ctx.run / "reward_model", ctx.config.reward_model)
     atomic_write_json(ctx.run / "reward_model_result.json", result.to_dict())
@@ -196,7 +196,7 @@ def run_reward_model(ctx: StageContext) -> dict:
 
 
 def run_dpo(ctx: StageContext) -> dict:
-    from rlsf_verl.rlsf.dpo import train_dpo
+    from rlsf_verl.pipeline.dpo import train_dpo
 
     result = train_dpo(ctx.pairs(), ctx.model_path(), ctx.run / "dpo_model", ctx.config.dpo)
     atomic_write_json(ctx.run / "dpo_result.json", result.to_dict())
@@ -205,7 +205,7 @@ def run_dpo(ctx: StageContext) -> dict:
 
 def _greedy_eval(ctx: StageContext, model_dir: Path, name: str, problems):
     """Greedy (first branch only) answers of ``model_dir`` on ``problems``, scored."""
-    from rlsf_verl.rlsf.confidence import score_traces
+    from rlsf_verl.pipeline.confidence import score_traces
 
     greedy = ctx.decoder(model_dir, k=1)
     scored = score_traces(greedy, greedy.tokenizer, greedy.decode(ctx.prompts(problems)), problems)

@@ -1,6 +1,6 @@
 """Settings shared by the RLSF trainers (reward model, DPO).
 
->>> from rlsf_verl.rlsf.training import check_training_settings
+>>> from rlsf_verl.pipeline.training import check_training_settings
 >>> check_training_settings("DPOTrainingConfig", max_steps=-1, learning_rate=1e-6)
 >>> check_training_settings("DPOTrainingConfig", max_steps=0, learning_rate=1e-6)
 Traceback (most recent call last):

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from rlsf_verl.rlsf.pipeline import PipelineConfig, make_pipeline_config, run_pipeline
+from rlsf_verl.pipeline.runner import PipelineConfig, make_pipeline_config, run_pipeline
 from rlsf_verl.signals import TokenInputs, register_signal
 
 # Up to the pairs: what the signal changes. tau=0 so that a random model still yields pairs.

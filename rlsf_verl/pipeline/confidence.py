@@ -26,7 +26,7 @@ from dataclasses import dataclass, fields
 from rlsf_verl.answers import answers_equal, char_span_to_token_span, extract_answer
 from rlsf_verl.data import Problem
 from rlsf_verl.data.problem import LETTERS
-from rlsf_verl.rlsf.decode import CoTDecoder, DecodeConfig, Trace, encode_text
+from rlsf_verl.pipeline.decode import CoTDecoder, DecodeConfig, Trace, encode_text
 from rlsf_verl.signals.answer_span import AnswerSpan, SpanTokens, find_answer_span
 
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from rlsf_verl.models import load_causal_lm
-from rlsf_verl.rlsf.decode import (
+from rlsf_verl.pipeline.decode import (
     DecodeConfig,
     HFCoTDecoder,
     Trace,

@@ -5,8 +5,8 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
-from rlsf_verl.rlsf.preferences import PreferencePair, split_pairs
-from rlsf_verl.rlsf.reward_model import (
+from rlsf_verl.pipeline.preferences import PreferencePair, split_pairs
+from rlsf_verl.pipeline.bradley_terry import (
     CONFIG_FILE,
     RewardModelConfig,
     compute_rewards,

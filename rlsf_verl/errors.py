@@ -1,6 +1,6 @@
 """Errors for unknown names that suggest the closest known ones.
 
->>> from rlsf_verl.naming import unknown_name_error
+>>> from rlsf_verl.errors import unknown_name_error
 >>> str(unknown_name_error("reward", "self_certanty", ["self_certainty", "entropy"]))
 "unknown reward 'self_certanty'; did you mean 'self_certainty'? (known: entropy, self_certainty)"
 """

@@ -12,7 +12,7 @@ from typing import Any
 
 from rlsf_verl.analysis.render import markdown_template
 from rlsf_verl.io import atomic_write_json, atomic_write_text
-from rlsf_verl.rlsf.run_dir import RunDir
+from rlsf_verl.pipeline.run_dir import RunDir
 
 _METRICS = ("accuracy", "ece", "brier", "auroc", "no_answer_rate")
 _REPORT = markdown_template(

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from rlsf_verl.models import build_tiny_model, load_causal_lm
-from rlsf_verl.rlsf.decode import encode_text
-from rlsf_verl.rlsf.pipeline import STAGES, PipelineConfig, make_pipeline_config, run_pipeline
+from rlsf_verl.pipeline.decode import encode_text
+from rlsf_verl.pipeline.runner import STAGES, PipelineConfig, make_pipeline_config, run_pipeline
 
 # Small enough for a 2-core CPU; tau=0 so that a random model still yields pairs.
 OVERRIDES = [
@@ -341,5 +341,5 @@ def test_docstring_examples_hold(module):
     import doctest
     import importlib
 
-    result = doctest.testmod(importlib.import_module(f"rlsf_verl.rlsf.{module}"))
+    result = doctest.testmod(importlib.import_module(f"rlsf_verl.pipeline.{module}"))
     assert result.attempted > 0 and result.failed == 0

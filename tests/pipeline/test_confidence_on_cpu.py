@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from rlsf_verl.data import Problem, builtin_problems, render_prompt
-from rlsf_verl.rlsf.confidence import ScoredTrace, extracted_answer_span, score_traces, trace_confidence
-from rlsf_verl.rlsf.decode import CoTDecoder, DecodeConfig, HFCoTDecoder, Trace, encode_text
+from rlsf_verl.pipeline.confidence import ScoredTrace, extracted_answer_span, score_traces, trace_confidence
+from rlsf_verl.pipeline.decode import CoTDecoder, DecodeConfig, HFCoTDecoder, Trace, encode_text
 from rlsf_verl.signals import AnswerSpan, SpanTokens, TokenInputs, register_signal
 from rlsf_verl.signals.answer_span import longest_common_span
 

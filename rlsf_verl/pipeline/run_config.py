@@ -1,7 +1,7 @@
 """What an RLSF pipeline run depends on: :class:`PipelineConfig`, and the one function that builds a
 checked one from a YAML file, field values and ``key=value`` overrides (the CLI and the tests use it).
 
->>> from rlsf_verl.rlsf.run_config import make_pipeline_config
+>>> from rlsf_verl.pipeline.run_config import make_pipeline_config
 >>> config = make_pipeline_config({"run_dir": "runs/x"}, ["decode.k=3", "tau=0.8"])
 >>> config.decode.k, config.tau, config.signal
 (3, 0.8, 'answer_margin')
@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rlsf_verl.naming import unknown_name_error
-from rlsf_verl.rlsf.decode import DecodeConfig
-from rlsf_verl.rlsf.dpo import DPOTrainingConfig
-from rlsf_verl.rlsf.reward_model import RewardModelConfig
+from rlsf_verl.errors import unknown_name_error
+from rlsf_verl.pipeline.decode import DecodeConfig
+from rlsf_verl.pipeline.dpo import DPOTrainingConfig
+from rlsf_verl.pipeline.bradley_terry import RewardModelConfig
 
 
 @dataclass
@@ -74,7 +74,7 @@ class PipelineConfig:
 
 
 def _stage_names() -> tuple[str, ...]:
-    from rlsf_verl.rlsf.stages import STAGES  # the stage table is the one list of stages
+    from rlsf_verl.pipeline.stages import STAGES  # the stage table is the one list of stages
 
     return STAGES
 

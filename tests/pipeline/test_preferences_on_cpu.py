@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rlsf_verl.rlsf.preferences import (
+from rlsf_verl.pipeline.preferences import (
     PreferencePair,
     make_pairs,
     pairs_to_dataset,

@@ -4,7 +4,7 @@ Training uses TRL's ``RewardTrainer`` with a peft LoRA on the policy's own base 
 ``AutoModelForSequenceClassification(num_labels=1)``. The LoRA is merged and the result saved as a
 plain transformers directory (``*ForSequenceClassification``, tokenizer, ``pad_token_id`` set),
 which verl's reward-model server loads without peft. :func:`train_reward_model` holds out whole
-prompts (:func:`~rlsf_verl.rlsf.preferences.split_pairs`), then chains :func:`fit_reward_model`
+prompts (:func:`~rlsf_verl.pipeline.preferences.split_pairs`), then chains :func:`fit_reward_model`
 (in memory), :func:`pairwise_accuracy` and :func:`save_reward_model`.
 
 What the RM reads (:func:`reward_model_text`): the rendered prompt, the response, then the end of
@@ -17,7 +17,7 @@ The loss is TRL's ``-log sigmoid(r_chosen - r_rejected - margin)`` when ``use_ma
 the RLSF margin ``exp(conf_chosen - conf_rejected)`` (>= 1) asks for a wider reward gap when the
 confidence gap is wider (Llama-2-style margin loss).
 
->>> from rlsf_verl.rlsf.reward_model import RewardModelConfig, train_reward_model
+>>> from rlsf_verl.pipeline.bradley_terry import RewardModelConfig, train_reward_model
 >>> config = RewardModelConfig(max_steps=20)
 >>> result = train_reward_model(pairs, "smollm2", "runs/rm", config)  # doctest: +SKIP
 >>> result.heldout_accuracy  # doctest: +SKIP
@@ -37,8 +37,8 @@ from typing import Any
 
 from rlsf_verl.io import atomic_dir, atomic_write_json
 from rlsf_verl.models import resolve_model_path
-from rlsf_verl.rlsf.preferences import PreferencePair, prompt_for_tokenizer, split_pairs
-from rlsf_verl.rlsf.training import check_training_loss, check_training_settings, import_trl, trainer_arguments
+from rlsf_verl.pipeline.preferences import PreferencePair, prompt_for_tokenizer, split_pairs
+from rlsf_verl.pipeline.training import check_training_loss, check_training_settings, import_trl, trainer_arguments
 
 CONFIG_FILE = "rlsf_reward_model.json"
 
