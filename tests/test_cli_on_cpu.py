@@ -4,11 +4,10 @@ import json
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize
 
 from rlsf_verl.cli import build_parser, main
 from rlsf_verl.models import build_tiny_model
-from rlsf_verl.pipeline.runner import PipelineConfig, register_hydra_config
+from rlsf_verl.pipeline.runner import PipelineConfig
 
 
 def run_cli(capsys, *argv: str) -> tuple[int, str]:
@@ -81,13 +80,6 @@ def test_yaml_config_and_overrides_compose(tmp_path, capsys):
     config = _pipeline_config(args)
     assert isinstance(config, PipelineConfig)
     assert (config.tau, config.decode.k, config.decode.progress) == (0.8, 9, False)
-
-
-def test_pipeline_config_composes_with_hydra():
-    register_hydra_config()
-    with initialize(version_base=None, config_path=None):
-        config = compose(config_name="rlsf_pipeline", overrides=["decode.k=4", "data.n_problems=8"])
-    assert config.decode.k == 4 and config.data.n_problems == 8 and config.tau == 0.9
 
 
 def test_signals_lists_built_in_and_user_signals(capsys, monkeypatch):

@@ -115,9 +115,3 @@ def make_pipeline_config(
     layers += [OmegaConf.create(dict(values or {})), OmegaConf.from_dotlist(list(overrides))]
     return OmegaConf.to_object(OmegaConf.merge(*layers))
 
-
-def register_hydra_config(name: str = "rlsf_pipeline") -> None:
-    """Store :class:`PipelineConfig` in Hydra's ConfigStore, for ``@hydra.main(config_name=name)`` apps."""
-    from hydra.core.config_store import ConfigStore
-
-    ConfigStore.instance().store(name=name, node=PipelineConfig)

@@ -39,7 +39,6 @@ from rlsf_verl.pipeline.run_config import (
     PipelineConfig,
     make_pipeline_config,
     named_signal,
-    register_hydra_config,
 )
 from rlsf_verl.pipeline.run_dir import RunDir, versions
 from rlsf_verl.pipeline.stages import STAGE_TABLE, STAGES, StageContext, fingerprint, stages_to_run
@@ -54,7 +53,6 @@ __all__ = [
     "format_report",
     "make_pipeline_config",
     "named_signal",
-    "register_hydra_config",
     "run_pipeline",
     "versions",
 ]
