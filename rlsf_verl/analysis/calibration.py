@@ -75,9 +75,7 @@ def _validate(confidences, correct) -> tuple[np.ndarray, np.ndarray]:
     corr = np.asarray(correct)
     for name, arr in (("confidences", conf), ("correct", corr)):
         if arr.ndim != 1:
-            raise ValueError(
-                f"{name} must be 1-D (one value per sample), got shape {arr.shape}; flatten it first"
-            )
+            raise ValueError(f"{name} must be 1-D (one value per sample), got shape {arr.shape}; flatten it first")
         if arr.size == 0:
             raise ValueError(f"{name} is empty: calibration needs at least one sample")
     if conf.size != corr.size:
@@ -246,11 +244,19 @@ def reliability_diagram(
         widths = [b.upper - b.lower for b in report.bins]
         accs = [b.accuracy for b in report.bins]
         gaps = [b.mean_confidence - b.accuracy for b in report.bins]
-        top.bar(lowers, accs, width=widths, align="edge", color="tab:blue", edgecolor="black",
-                label="accuracy")
+        top.bar(lowers, accs, width=widths, align="edge", color="tab:blue", edgecolor="black", label="accuracy")
         # Hatched, unfilled: an under-confident gap lies over the accuracy bar and must stay visible.
-        top.bar(lowers, gaps, bottom=accs, width=widths, align="edge", fill=False, hatch="///",
-                edgecolor="tab:red", label="gap to mean confidence")
+        top.bar(
+            lowers,
+            gaps,
+            bottom=accs,
+            width=widths,
+            align="edge",
+            fill=False,
+            hatch="///",
+            edgecolor="tab:red",
+            label="gap to mean confidence",
+        )
         top.plot([0, 1], [0, 1], linestyle="--", color="gray", label="perfect calibration")
         top.set(xlim=(0, 1), ylim=(0, 1), ylabel="accuracy")
         stats = f"ECE = {report.ece:.3f}  (n = {report.n})"
@@ -258,8 +264,7 @@ def reliability_diagram(
         top.tick_params(labelbottom=False)
         if col == 0:
             top.legend(loc="upper left", fontsize="small")
-        bottom.bar(lowers, [b.count for b in report.bins], width=widths, align="edge", color="gray",
-                   edgecolor="black")
+        bottom.bar(lowers, [b.count for b in report.bins], width=widths, align="edge", color="gray", edgecolor="black")
         bottom.set(xlabel="confidence", ylabel="count")
     if title:
         fig.suptitle(title)

@@ -66,9 +66,7 @@ class ArithmeticSpec:
         return value
 
     def to_problem(self, index: int) -> Problem:
-        return Problem(
-            id=f"arith-{index:04d}", question=self.question, answer=str(self.evaluate()), kind="math"
-        )
+        return Problem(id=f"arith-{index:04d}", question=self.question, answer=str(self.evaluate()), kind="math")
 
 
 def _evaluate(numbers: tuple[int, int, int], ops: tuple[str, str], grouping: str) -> int | None:
@@ -96,104 +94,142 @@ TEMPLATES: tuple[_Template, ...] = (
         "shopping",
         "{name} buys {a} packs of pencils with {b} pencils in each pack. {He} gives {c} pencils to "
         "classmates. How many pencils does {name} have left?",
-        ("*", "-"), "left", ((2, 9), (3, 12), (2, 20)),
+        ("*", "-"),
+        "left",
+        ((2, 9), (3, 12), (2, 20)),
     ),
     _Template(
         "apples",
         "{name} picked {a} apples in the morning and {b} apples in the afternoon. {He} used {c} of "
         "them to bake pies. How many apples does {name} have now?",
-        ("+", "-"), "left", ((5, 40), (5, 40), (2, 30)),
+        ("+", "-"),
+        "left",
+        ((5, 40), (5, 40), (2, 30)),
     ),
     _Template(
         "pages_left",
         "A book has {a} pages. {name} has already read {b} pages. If {he} reads {c} pages a day, how "
         "many more days will it take {him} to finish the book?",
-        ("-", "/"), "left", ((40, 120), (5, 39), (2, 10)),
+        ("-", "/"),
+        "left",
+        ((40, 120), (5, 39), (2, 10)),
     ),
     _Template(
         "candy",
         "{name} had {a} candies and bought {b} more. {He} shares all of them equally among {c} "
         "friends. How many candies does each friend get?",
-        ("+", "/"), "left", ((5, 40), (2, 30), (2, 8)),
+        ("+", "/"),
+        "left",
+        ((5, 40), (2, 30), (2, 8)),
     ),
     _Template(
         "cookies",
         "A baker makes {a} trays of cookies with {b} cookies on each tray. The cookies are packed "
         "into bags of {c}. How many bags does the baker fill?",
-        ("*", "/"), "left", ((2, 9), (4, 12), (2, 8)),
+        ("*", "/"),
+        "left",
+        ((2, 9), (4, 12), (2, 8)),
     ),
     _Template(
         "savings",
         "{name} saves {a} dollars every week for {b} weeks. Then {he} gets {c} dollars as a birthday "
         "gift. How many dollars does {name} have in total?",
-        ("*", "+"), "left", ((2, 15), (2, 10), (5, 50)),
+        ("*", "+"),
+        "left",
+        ((2, 15), (2, 10), (5, 50)),
     ),
     _Template(
         "bus",
         "A bus has {a} passengers. At the first stop {b} passengers get off and {c} passengers get "
         "on. How many passengers are on the bus now?",
-        ("-", "+"), "left", ((10, 50), (2, 30), (2, 20)),
+        ("-", "+"),
+        "left",
+        ((10, 50), (2, 30), (2, 20)),
     ),
     _Template(
         "video_game",
         "In a video game, {name} scores {c} points for each treasure {he} finds. A level has {a} "
         "treasures, but {he} misses {b} of them. How many points does {name} score in the level?",
-        ("-", "*"), "left", ((5, 15), (1, 8), (2, 10)),
+        ("-", "*"),
+        "left",
+        ((5, 15), (1, 8), (2, 10)),
     ),
     _Template(
         "garden",
         "{name} plants {a} rows of tomato plants with {b} plants in each row. Rabbits eat {c} of the "
         "plants. How many tomato plants are left?",
-        ("*", "-"), "left", ((2, 9), (3, 10), (2, 15)),
+        ("*", "-"),
+        "left",
+        ((2, 9), (3, 10), (2, 15)),
     ),
     _Template(
         "toy_cars",
         "{name} has {a} dollars. {He} buys {b} toy cars that cost {c} dollars each. How many dollars "
         "does {name} have left?",
-        ("-", "*"), "right", ((20, 100), (2, 6), (2, 12)),
+        ("-", "*"),
+        "right",
+        ((20, 100), (2, 6), (2, 12)),
     ),
     _Template(
         "daily_reading",
         "{name} reads {b} pages every day for {c} days. The book has {a} pages. How many pages does "
         "{he} still have to read?",
-        ("-", "*"), "right", ((40, 120), (3, 12), (2, 7)),
+        ("-", "*"),
+        "right",
+        ((40, 120), (3, 12), (2, 7)),
     ),
     _Template(
         "pizza",
         "There are {a} pizzas, each cut into {b} slices. {c} children share the slices equally. How "
         "many slices does each child get?",
-        ("*", "/"), "left", ((2, 6), (4, 12), (2, 8)),
+        ("*", "/"),
+        "left",
+        ((2, 6), (4, 12), (2, 8)),
     ),
     _Template(
         "marbles",
         "{name} had {a} marbles. {He} won {b} more marbles in a game and then lost {c} of them. How "
         "many marbles does {name} have now?",
-        ("+", "-"), "left", ((5, 40), (2, 20), (1, 30)),
+        ("+", "-"),
+        "left",
+        ((5, 40), (2, 20), (1, 30)),
     ),
     _Template(
         "desks",
         "A school has {a} classrooms with {b} desks in each classroom. Then {c} new desks arrive. How "
         "many desks does the school have now?",
-        ("*", "+"), "left", ((2, 8), (5, 20), (2, 20)),
+        ("*", "+"),
+        "left",
+        ((2, 8), (5, 20), (2, 20)),
     ),
     _Template(
         "stickers",
         "{name} has {a} stickers. {He} keeps {b} of them and shares the rest equally among {c} "
         "friends. How many stickers does each friend get?",
-        ("-", "/"), "left", ((12, 60), (2, 10), (2, 6)),
+        ("-", "/"),
+        "left",
+        ((12, 60), (2, 10), (2, 6)),
     ),
     _Template(
         "eggs",
         "A farmer collects {a} eggs on Monday and {b} eggs on Tuesday. The farmer packs them into "
         "cartons of {c} eggs. How many cartons does the farmer fill?",
-        ("+", "/"), "left", ((6, 40), (6, 40), (2, 12)),
+        ("+", "/"),
+        "left",
+        ((6, 40), (6, 40), (2, 12)),
     ),
 )
 
 # (name, subject pronoun, object pronoun)
 _PEOPLE = (
-    ("Maria", "she", "her"), ("Tom", "he", "him"), ("Aisha", "she", "her"), ("Ken", "he", "him"),
-    ("Lena", "she", "her"), ("Omar", "he", "him"), ("Sofia", "she", "her"), ("Ben", "he", "him"),
+    ("Maria", "she", "her"),
+    ("Tom", "he", "him"),
+    ("Aisha", "she", "her"),
+    ("Ken", "he", "him"),
+    ("Lena", "she", "her"),
+    ("Omar", "he", "him"),
+    ("Sofia", "she", "her"),
+    ("Ben", "he", "him"),
 )
 _MAX_DRAWS = 10_000
 

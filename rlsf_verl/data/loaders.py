@@ -100,8 +100,9 @@ def _multiarith(record: dict, index: int, at: _Where) -> Problem:
     if not solutions:
         raise at.error("field 'lSolutions' is empty")
     answer = _number(solutions[0], "lSolutions", at)
-    return _problem(at, id=f"multiarith-{ident}", question=question.strip(), answer=answer, kind="math",
-                    source="multiarith")
+    return _problem(
+        at, id=f"multiarith-{ident}", question=question.strip(), answer=answer, kind="math", source="multiarith"
+    )
 
 
 def _svamp(record: dict, index: int, at: _Where) -> Problem:
@@ -150,13 +151,21 @@ def _mcq(source: str) -> Callable[[dict, int, _Where], Problem]:
             raise at.error(f"choice labels must run A, B, C... (or 1, 2, 3...) without gaps, got {letters}")
         key = at.field(record, "answerKey", (str, int))
         if str(key).strip() == "":
-            raise at.error("field 'answerKey' is empty (test splits without answers cannot be scored; "
-                           "use a split with answers)")
+            raise at.error(
+                "field 'answerKey' is empty (test splits without answers cannot be scored; use a split with answers)"
+            )
         answer = _letter(key, "answerKey", at)
         if answer not in letters:
             raise at.error(f"answerKey {key!r} is not among the choice labels {letters}")
-        return _problem(at, id=str(ident), question=stem.strip(), answer=answer, kind="choice",
-                        choices=tuple(text for _, text in lettered), source=source)
+        return _problem(
+            at,
+            id=str(ident),
+            question=stem.strip(),
+            answer=answer,
+            kind="choice",
+            choices=tuple(text for _, text in lettered),
+            source=source,
+        )
 
     return parse
 
@@ -204,8 +213,9 @@ def _competition(source: str) -> Callable[[dict, int, _Where], Problem]:
         question = _question_text(record, at)
         answer = _number(at.field(record, "answer", (int, float, str)), "answer", at)
         ident = at.field(record, "id", (int, str)) if "id" in record else f"{at.file.stem}-{index:05d}"
-        return _problem(at, id=f"{source}-{ident}", question=question.strip(), answer=answer, kind="math",
-                        source=source)
+        return _problem(
+            at, id=f"{source}-{ident}", question=question.strip(), answer=answer, kind="math", source=source
+        )
 
     return parse
 
@@ -216,22 +226,24 @@ class _Format:
     expected: str
 
 
-_MCQ_EXPECTED = ('one JSON object per line, {"id": str, "question": {"stem": str, "choices": '
-                 '[{"label": "A", "text": str}, ...]}, "answerKey": "A"}')
+_MCQ_EXPECTED = (
+    'one JSON object per line, {"id": str, "question": {"stem": str, "choices": '
+    '[{"label": "A", "text": str}, ...]}, "answerKey": "A"}'
+)
 _COMPETITION_EXPECTED = 'one JSON object per line, {"problem" (or "question"): str, "answer": number}'
 FORMATS: dict[str, _Format] = {
-    "gsm8k": _Format(
-        _gsm8k, 'one JSON object per line, {"question": str, "answer": "<solution> #### <number>"}'
+    "gsm8k": _Format(_gsm8k, 'one JSON object per line, {"question": str, "answer": "<solution> #### <number>"}'),
+    "multiarith": _Format(_multiarith, 'a JSON list of {"iIndex": int, "sQuestion": str, "lSolutions": [number]}'),
+    "svamp": _Format(
+        _svamp, 'a JSON list of {"ID": str, "Body": str, "Question": str, "Equation": str, "Answer": number}'
     ),
-    "multiarith": _Format(
-        _multiarith, 'a JSON list of {"iIndex": int, "sQuestion": str, "lSolutions": [number]}'
-    ),
-    "svamp": _Format(_svamp, 'a JSON list of {"ID": str, "Body": str, "Question": str, "Equation": str, '
-                             '"Answer": number}'),
     "commonsenseqa": _Format(_mcq("commonsenseqa"), _MCQ_EXPECTED),
     "arc": _Format(_mcq("arc"), _MCQ_EXPECTED + " (labels 1, 2, 3... are read as A, B, C...)"),
-    "math": _Format(_math, 'one JSON object per line, {"problem": str, "answer": str} or '
-                           '{"problem": str, "solution": "... \\boxed{<answer>}"}'),
+    "math": _Format(
+        _math,
+        'one JSON object per line, {"problem": str, "answer": str} or '
+        '{"problem": str, "solution": "... \\boxed{<answer>}"}',
+    ),
     "aime": _Format(_competition("aime"), _COMPETITION_EXPECTED),
     "amc": _Format(_competition("amc"), _COMPETITION_EXPECTED),
 }
@@ -241,8 +253,10 @@ def _resolve(path: Path, split: str | None) -> Path:
     """``path`` itself when a file; in a directory, the one data file named after ``split``."""
     if path.is_file():
         if split is not None:
-            raise ValueError(f"split={split!r} picks a file inside a directory, but {path} is a file; "
-                             "pass split=None or the directory")
+            raise ValueError(
+                f"split={split!r} picks a file inside a directory, but {path} is a file; "
+                "pass split=None or the directory"
+            )
         return path
     if not path.is_dir():
         raise FileNotFoundError(f"no such file or directory: {path}")
@@ -250,8 +264,10 @@ def _resolve(path: Path, split: str | None) -> Path:
     if split is None:
         if len(files) == 1:
             return files[0]
-        raise ValueError(f"{path} holds {len(files)} data files {[p.name for p in files]}; pass split= "
-                         "(e.g. 'train' or 'test') to pick one")
+        raise ValueError(
+            f"{path} holds {len(files)} data files {[p.name for p in files]}; pass split= "
+            "(e.g. 'train' or 'test') to pick one"
+        )
     # exact stem first ("train.jsonl" over "train_socratic.jsonl"), then split as a word of the name
     # ("ARC-Easy-Test.jsonl", "test-00000-of-00001.parquet", "dev_rand_split.jsonl")
     matches = [p for p in files if p.stem.lower() == split.lower()]
@@ -259,8 +275,10 @@ def _resolve(path: Path, split: str | None) -> Path:
         matches = [p for p in files if split.lower() in re.split(r"[-_.\s]+", p.stem.lower())]
     if len(matches) != 1:
         found = "no" if not matches else "several"
-        raise ValueError(f"{found} data file in {path} matches split={split!r} "
-                         f"(files: {[p.name for p in files]}); pass the file's path instead")
+        raise ValueError(
+            f"{found} data file in {path} matches split={split!r} "
+            f"(files: {[p.name for p in files]}); pass the file's path instead"
+        )
     return matches[0]
 
 
@@ -298,8 +316,9 @@ def _records(file: Path, fmt: str) -> Iterator[tuple[dict, _Where]]:
         yield item, at
 
 
-def load_problems(path: str | os.PathLike, fmt: str, split: str | None = None,
-                  limit: int | None = None) -> list[Problem]:
+def load_problems(
+    path: str | os.PathLike, fmt: str, split: str | None = None, limit: int | None = None
+) -> list[Problem]:
     """Read ``path`` (a file, or a directory plus ``split``) in format ``fmt``; at most ``limit`` problems.
 
     Malformed records raise ValueError naming the file, the line (jsonl, 1-based) or item (JSON

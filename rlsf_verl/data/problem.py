@@ -47,8 +47,7 @@ class Problem:
         if self.kind == "choice":
             if not 2 <= len(self.choices) <= len(LETTERS):
                 raise ValueError(
-                    f"Problem {self.id!r}: a choice problem needs 2 to {len(LETTERS)} choices, "
-                    f"got {len(self.choices)}"
+                    f"Problem {self.id!r}: a choice problem needs 2 to {len(LETTERS)} choices, got {len(self.choices)}"
                 )
             labels = LETTERS[: len(self.choices)]
             if self.answer not in labels:

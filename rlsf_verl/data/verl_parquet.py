@@ -32,8 +32,8 @@ from pathlib import Path
 from rlsf_verl.data.loaders import FORMATS, load_problems
 from rlsf_verl.data.problem import LETTERS, Problem
 from rlsf_verl.data.prompts import PROMPT_TEMPLATES, render_prompt
-from rlsf_verl.io import atomic_write_file, atomic_write_json
 from rlsf_verl.errors import unknown_name_error
+from rlsf_verl.io import atomic_write_file, atomic_write_json
 
 DATA_SOURCES: dict[str, str] = {
     "gsm8k": "openai/gsm8k",

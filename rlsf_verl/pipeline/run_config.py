@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from rlsf_verl.errors import unknown_name_error
+from rlsf_verl.pipeline.bradley_terry import RewardModelConfig
 from rlsf_verl.pipeline.decode import DecodeConfig
 from rlsf_verl.pipeline.dpo import DPOTrainingConfig
-from rlsf_verl.pipeline.bradley_terry import RewardModelConfig
 
 
 @dataclass
@@ -114,4 +114,3 @@ def make_pipeline_config(
         layers.append(OmegaConf.load(config_file))
     layers += [OmegaConf.create(dict(values or {})), OmegaConf.from_dotlist(list(overrides))]
     return OmegaConf.to_object(OmegaConf.merge(*layers))
-

@@ -31,8 +31,8 @@ import sys
 import time
 from collections.abc import Callable
 
-from rlsf_verl.io import atomic_write_json
 from rlsf_verl.errors import unknown_name_error
+from rlsf_verl.io import atomic_write_json
 from rlsf_verl.pipeline.report import format_report, write_report
 from rlsf_verl.pipeline.run_config import (
     DataConfig,

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from rlsf_verl import compat
-from rlsf_verl.models import eos_token_ids
 from rlsf_verl.errors import settings_values
+from rlsf_verl.models import eos_token_ids
 from rlsf_verl.reward_managers.http import JSONClient
 from rlsf_verl.reward_managers.trajectory import (
     Trajectory,

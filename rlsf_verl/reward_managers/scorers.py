@@ -27,8 +27,8 @@ from typing import Protocol
 
 import torch
 
-from rlsf_verl.reward_managers.http import JSONClient
 from rlsf_verl.pipeline.decode import DecodeConfig, HFCoTDecoder
+from rlsf_verl.reward_managers.http import JSONClient
 from rlsf_verl.signals import Signal, TokenInputs
 
 

@@ -45,8 +45,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from rlsf_verl import compat
-from rlsf_verl.models import eos_token_ids
 from rlsf_verl.errors import settings_values, unknown_name_error
+from rlsf_verl.models import eos_token_ids
 from rlsf_verl.reward_managers.scorers import LocalScorer, Scorer, ServerScorer, check_local_device, server_url_for
 from rlsf_verl.reward_managers.trajectory import (
     Trajectory,

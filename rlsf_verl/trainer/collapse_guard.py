@@ -33,8 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rlsf_verl.io import atomic_write_json
 from rlsf_verl.errors import unknown_name_error
+from rlsf_verl.io import atomic_write_json
 
 ACTIONS = ("warn", "stop", "shift_to_verifiable")
 CONFIG_FIELD = "rlsf.collapse_guard"

@@ -20,8 +20,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from rlsf_verl import compat
-from rlsf_verl.trainer.collapse_guard import CollapseGuard, CollapseGuardConfig, response_text_metrics
 from rlsf_verl.engines import RLIF_SIGNAL_FIELD
+from rlsf_verl.trainer.collapse_guard import CollapseGuard, CollapseGuardConfig, response_text_metrics
 from rlsf_verl.trainer.group_step import GroupStepSettings, at_last_token, group_rewards
 from rlsf_verl.trainer.intrinsic import RLIFSettings, intrinsic_scores
 

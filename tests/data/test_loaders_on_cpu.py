@@ -18,21 +18,38 @@ def _json_list(path: Path, records: list) -> Path:
 
 
 GSM8K = [
-    {"question": "Ann has 3 boxes of 400 pens. How many pens?",
-     "answer": "3 * 400 = <<3*400=1200>>1200\n#### 1,200"},
+    {"question": "Ann has 3 boxes of 400 pens. How many pens?", "answer": "3 * 400 = <<3*400=1200>>1200\n#### 1,200"},
     {"question": "Half of 7?", "answer": "7 / 2 = 3.5\n#### 3.50"},
 ]
 MULTIARITH = [
-    {"iIndex": 5, "sQuestion": " Debby had 32 candies and her sister had 42. They ate 35. How many are left?",
-     "lEquations": ["X=((32.0+42.0)-35.0)"], "lSolutions": [39.0]},
-    {"iIndex": 6, "sQuestion": "Paige had 43 problems, finished 21, 2 per page. Pages left?",
-     "lEquations": ["X=((43.0-21.0)/2.0)"], "lSolutions": [11.0]},
+    {
+        "iIndex": 5,
+        "sQuestion": " Debby had 32 candies and her sister had 42. They ate 35. How many are left?",
+        "lEquations": ["X=((32.0+42.0)-35.0)"],
+        "lSolutions": [39.0],
+    },
+    {
+        "iIndex": 6,
+        "sQuestion": "Paige had 43 problems, finished 21, 2 per page. Pages left?",
+        "lEquations": ["X=((43.0-21.0)/2.0)"],
+        "lSolutions": [11.0],
+    },
 ]
 SVAMP = [
-    {"ID": "chal-1", "Body": "Each pack of dvds costs 76 dollars. There is a discount of 25 dollars.",
-     "Question": "How much do you pay for each pack?", "Equation": "( 76.0 - 25.0 )", "Answer": 51.0},
-    {"ID": "chal-2", "Body": "Dan had 5 pens.", "Question": "How many pens does he have after buying 2?",
-     "Equation": "( 5.0 + 2.0 )", "Answer": 7},
+    {
+        "ID": "chal-1",
+        "Body": "Each pack of dvds costs 76 dollars. There is a discount of 25 dollars.",
+        "Question": "How much do you pay for each pack?",
+        "Equation": "( 76.0 - 25.0 )",
+        "Answer": 51.0,
+    },
+    {
+        "ID": "chal-2",
+        "Body": "Dan had 5 pens.",
+        "Question": "How many pens does he have after buying 2?",
+        "Equation": "( 5.0 + 2.0 )",
+        "Answer": 7,
+    },
 ]
 
 
@@ -42,16 +59,30 @@ def _mcq(ident: str, stem: str, labels: list[str], texts: list[str], key: str) -
 
 
 CSQA = [
-    _mcq("075e483d21c29a511267ef62bedc0461", "The sanctions against the school were a punishing blow?",
-         list("ABCDE"), ["ignore", "enforce", "authoritarian", "yell at", "avoid"], "A"),
-    _mcq("61fe6e879ff18686d7552425a36344c8", "Where would you keep a pen?",
-         list("ABCDE"), ["desk drawer", "ocean", "sky", "oven", "cloud"], "A"),
+    _mcq(
+        "075e483d21c29a511267ef62bedc0461",
+        "The sanctions against the school were a punishing blow?",
+        list("ABCDE"),
+        ["ignore", "enforce", "authoritarian", "yell at", "avoid"],
+        "A",
+    ),
+    _mcq(
+        "61fe6e879ff18686d7552425a36344c8",
+        "Where would you keep a pen?",
+        list("ABCDE"),
+        ["desk drawer", "ocean", "sky", "oven", "cloud"],
+        "A",
+    ),
 ]
 ARC_NUMERIC = [
-    _mcq("Mercury_7175875", "Which unit measures the mass of an apple?", ["1", "2", "3", "4"],
-         ["liter", "meter", "gram", "second"], "3"),
-    _mcq("MCAS_2000_4_6", "Which is a source of light?", ["A", "B", "C", "D"],
-         ["moon", "sun", "rock", "mirror"], "B"),
+    _mcq(
+        "Mercury_7175875",
+        "Which unit measures the mass of an apple?",
+        ["1", "2", "3", "4"],
+        ["liter", "meter", "gram", "second"],
+        "3",
+    ),
+    _mcq("MCAS_2000_4_6", "Which is a source of light?", ["A", "B", "C", "D"], ["moon", "sun", "rock", "mirror"], "B"),
 ]
 
 
@@ -202,8 +233,14 @@ def test_hugging_face_parquet_export_of_arc_loads_with_flat_choices(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    rows = [{"id": "Mercury_1", "question": "Which is a gas?",
-             "choices": {"text": ["iron", "oxygen", "wood"], "label": ["1", "2", "3"]}, "answerKey": "2"}]
+    rows = [
+        {
+            "id": "Mercury_1",
+            "question": "Which is a gas?",
+            "choices": {"text": ["iron", "oxygen", "wood"], "label": ["1", "2", "3"]},
+            "answerKey": "2",
+        }
+    ]
     pq.write_table(pa.Table.from_pylist(rows), tmp_path / "test-00000-of-00001.parquet")
     (problem,) = load_problems(tmp_path, "arc", split="test")
     assert problem.question == "Which is a gas?"

@@ -2,10 +2,16 @@ import pytest
 
 from rlsf_verl.data import PROMPT_TEMPLATES, Problem, render_prompt
 
-MATH = Problem(id="m", question="Tom has 3 apples and buys 4 more. How many apples does he have?",
-               answer="7", kind="math")
-MCQ = Problem(id="c", question="Where do fish live?", answer="B", kind="choice",
-              choices=("in trees", "in water", "in deserts", "in clouds"))
+MATH = Problem(
+    id="m", question="Tom has 3 apples and buys 4 more. How many apples does he have?", answer="7", kind="math"
+)
+MCQ = Problem(
+    id="c",
+    question="Where do fish live?",
+    answer="B",
+    kind="choice",
+    choices=("in trees", "in water", "in deserts", "in clouds"),
+)
 
 
 def test_cot_math_prompt_is_question_then_lets_think_step_by_step():

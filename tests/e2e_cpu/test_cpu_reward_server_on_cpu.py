@@ -16,8 +16,8 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from rlsf_verl.cpu.inputs import build_tiny_reward_model, smoke_inputs
 from rlsf_verl.cpu.reward_server import HFCPURewardServer
-from rlsf_verl.reward_loop import Sample, build_reward_batch, compose_config
 from rlsf_verl.pipeline.bradley_terry import compute_rewards
+from rlsf_verl.reward_loop import Sample, build_reward_batch, compose_config
 
 QUESTION = [{"role": "user", "content": "Tom has 3 apples and buys 4 more. How many apples?"}]
 SAMPLES = [

@@ -5,7 +5,6 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
-from rlsf_verl.pipeline.preferences import PreferencePair, split_pairs
 from rlsf_verl.pipeline.bradley_terry import (
     CONFIG_FILE,
     RewardModelConfig,
@@ -17,6 +16,7 @@ from rlsf_verl.pipeline.bradley_terry import (
     save_reward_model,
     train_reward_model,
 )
+from rlsf_verl.pipeline.preferences import PreferencePair, split_pairs
 
 # A tiny model gains nothing from threads, and on a shared 2-core runner they oversubscribe.
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -13,11 +13,11 @@ from tensordict import TensorDict
 from rlsf_verl import compat
 from rlsf_verl.data import builtin_problems, render_prompt
 from rlsf_verl.models import load_causal_lm
+from rlsf_verl.pipeline.confidence import score_traces
+from rlsf_verl.pipeline.decode import DecodeConfig, HFCoTDecoder, encode_text
 from rlsf_verl.reward_loop import RewardLoop, Sample, build_reward_batch, compose_config
 from rlsf_verl.reward_managers.scorers import LocalScorer
 from rlsf_verl.reward_managers.self_confidence import SelfConfidenceRewardManager, SelfConfidenceSettings
-from rlsf_verl.pipeline.confidence import score_traces
-from rlsf_verl.pipeline.decode import DecodeConfig, HFCoTDecoder, encode_text
 from rlsf_verl.signals import get_signal
 
 QUESTION = [{"role": "user", "content": "Tom has 3 apples and buys 4 more. How many apples?"}]

@@ -7,10 +7,10 @@ import pytest
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from rlsf_verl.models import load_causal_lm
+from rlsf_verl.pipeline.bradley_terry import compute_rewards
 from rlsf_verl.reward_loop import RewardLoop, Sample, build_reward_batch, compose_config
 from rlsf_verl.reward_managers.reward_model import RLSFRewardModelManager
 from rlsf_verl.reward_managers.self_confidence import SelfConfidenceRewardManager
-from rlsf_verl.pipeline.bradley_terry import compute_rewards
 
 QUESTION = [{"role": "user", "content": "Tom has 3 apples and buys 4 more. How many apples?"}]
 SAMPLES = [
