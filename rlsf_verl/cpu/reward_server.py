@@ -23,7 +23,6 @@ names the field; it is also logged, because verl's router turns a worker's 400 i
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import socket
 import time
@@ -32,6 +31,8 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+
+from rlsf_verl.batching import MicroBatcher
 
 logger = logging.getLogger(__name__)
 
@@ -92,8 +93,7 @@ class HFCPURewardServer:
         self.max_model_len = max_model_len or getattr(self.model.config, "max_position_embeddings", None)
         self.max_batch_tokens = max_batch_tokens
         self.activation = classify_activation(self.model.config)
-        self._pending: list[tuple[list[list[int]], asyncio.Future]] = []
-        self._drain: asyncio.Task | None = None
+        self._batcher = MicroBatcher(self._logits_per_request, max_wait_s=BATCH_WINDOW_S)
         self._runner: Any = None
 
     # --- requests --------------------------------------------------------------------------------
@@ -179,28 +179,11 @@ class HFCPURewardServer:
 
     async def batched_logits(self, sequences: list[list[int]]) -> torch.Tensor:
         """:meth:`logits` of one request's sequences, computed together with concurrent requests'."""
-        future = asyncio.get_running_loop().create_future()
-        self._pending.append((sequences, future))
-        if self._drain is None or self._drain.done():
-            self._drain = asyncio.create_task(self._drain_pending())
-        return await future
+        return await self._batcher.submit(sequences)
 
-    async def _drain_pending(self) -> None:
-        while self._pending:
-            await asyncio.sleep(BATCH_WINDOW_S)
-            pending, self._pending = self._pending, []
-            try:  # in a thread: requests keep arriving (and queue for the next pass) during the forward
-                logits = await asyncio.to_thread(self.logits, [seq for sequences, _ in pending for seq in sequences])
-            except Exception as error:  # every waiting request gets the failure instead of hanging
-                for _, future in pending:
-                    if not future.done():
-                        future.set_exception(error)
-                continue
-            start = 0
-            for sequences, future in pending:
-                if not future.done():  # a client that hung up leaves a cancelled future
-                    future.set_result(logits[start : start + len(sequences)])
-                start += len(sequences)
+    def _logits_per_request(self, requests: list[list[list[int]]]) -> list[torch.Tensor]:
+        logits = self.logits([sequence for sequences in requests for sequence in sequences])
+        return list(logits.split([len(sequences) for sequences in requests]))
 
     async def classify(self, body: Any) -> dict:
         """The ``/classify`` response for a request body, in vLLM's layout."""

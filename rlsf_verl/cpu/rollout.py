@@ -6,7 +6,8 @@ verl's hybrid trainer asks a rollout for three things, each answered here:
 - a server per replica that turns prompt token ids into a :class:`TokenOutput` (``generate``) and
   can sleep and wake (no-ops: nothing to free on CPU): :class:`HFCPUServer`, a Ray actor holding a
   float32 ``AutoModelForCausalLM``. Requests that arrive together are generated as one left-padded
-  batch (the agent loop sends a whole batch at once; one sequence at a time is ~5x slower here);
+  batch (:class:`rlsf_verl.batching.MicroBatcher`; the agent loop sends a whole batch at once, and
+  one sequence at a time is ~5x slower here);
 - a replica object that launches that server (:class:`HFCPUReplica`);
 - an adapter living in each actor worker that receives the trained weights after every step
   (:class:`HFCPUServerAdapter`); it forwards them to its replica's server by Ray object store.
@@ -20,16 +21,18 @@ Log-probs returned with ``logprobs`` are those of the untempered distribution, a
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 from collections.abc import Iterable
+from typing import NamedTuple
 
 import ray
 import torch
 
 from rlsf_verl import compat
+from rlsf_verl.batching import MicroBatcher
 from rlsf_verl.cpu.reward_server import HFCPURewardServer
+from rlsf_verl.models import eos_token_ids
 
 TokenOutput = compat.resolve("TokenOutput")
 
@@ -64,6 +67,12 @@ def generation_kwargs(sampling_params: dict, max_new_tokens: int) -> dict:
     return kwargs
 
 
+class _Request(NamedTuple):
+    prompt_ids: list[int]
+    kwargs: tuple  # generation_kwargs(...) as sorted items: hashable, so it can key a batch
+    logprobs: bool
+
+
 class HFCPUServer:
     """One rollout replica: a transformers causal LM answering verl's ``generate`` calls."""
 
@@ -76,13 +85,14 @@ class HFCPUServer:
         ).eval()
         tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=trust_remote_code)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        eos = self.model.generation_config.eos_token_id
-        self.eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [tokenizer.eos_token_id])
+        self.eos_ids = eos_token_ids(tokenizer, self.model)
         self.prompt_length = prompt_length
         self.response_length = response_length
         self.global_steps: int | None = None
-        self._pending: list[tuple[list[int], dict, asyncio.Future]] = []
-        self._flush: asyncio.Task | None = None
+        # requests with other generate() keywords (sampling, length, log-probs) cannot share a call
+        self._batcher = MicroBatcher(
+            self._generate_batch, max_wait_s=BATCH_WINDOW_S, key=lambda request: (request.kwargs, request.logprobs)
+        )
 
     def max_new_tokens(self, prompt_ids: list[int], sampling_params: dict) -> int:
         """verl's cap: at most ``response_length``, and prompt + response within the configured total."""
@@ -92,33 +102,14 @@ class HFCPUServer:
 
     async def generate(self, request_id: str, prompt_ids: list[int], sampling_params: dict, **_: object) -> TokenOutput:
         """Generate one response; multimodal arguments verl always passes (``image_data=None`` ...) are ignored."""
-        future = asyncio.get_running_loop().create_future()
-        self._pending.append((list(prompt_ids), dict(sampling_params), future))
-        if self._flush is None or self._flush.done():
-            self._flush = asyncio.create_task(self._generate_pending())
-        return await future
-
-    async def _generate_pending(self) -> None:
-        await asyncio.sleep(BATCH_WINDOW_S)
-        pending, self._pending = self._pending, []
-        groups: dict[tuple, list] = {}
-        for prompt_ids, params, future in pending:
-            kwargs = generation_kwargs(params, self.max_new_tokens(prompt_ids, params))
-            groups.setdefault((tuple(sorted(kwargs.items())), bool(params.get("logprobs"))), []).append(
-                (prompt_ids, kwargs, future)
-            )
-        for (_, logprobs), group in groups.items():
-            try:
-                outputs = self._generate_batch([prompt for prompt, _, _ in group], group[0][1], logprobs)
-            except Exception as error:  # hand the failure to every waiting request instead of hanging them
-                for _, _, future in group:
-                    future.set_exception(error)
-                continue
-            for (_, _, future), output in zip(group, outputs, strict=True):
-                future.set_result(output)
+        kwargs = generation_kwargs(sampling_params, self.max_new_tokens(prompt_ids, sampling_params))
+        request = _Request(list(prompt_ids), tuple(sorted(kwargs.items())), bool(sampling_params.get("logprobs")))
+        return await self._batcher.submit(request)
 
     @torch.no_grad()
-    def _generate_batch(self, prompts: list[list[int]], kwargs: dict, logprobs: bool) -> list[TokenOutput]:
+    def _generate_batch(self, requests: list[_Request]) -> list[TokenOutput]:
+        """One left-padded ``generate`` call for requests sharing their keywords and ``logprobs``."""
+        prompts, kwargs, logprobs = [r.prompt_ids for r in requests], dict(requests[0].kwargs), requests[0].logprobs
         width = max(len(prompt) for prompt in prompts)
         input_ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
         attention_mask = torch.zeros((len(prompts), width), dtype=torch.long)

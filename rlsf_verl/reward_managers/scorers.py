@@ -21,12 +21,12 @@ torch.Size([2])
 
 from __future__ import annotations
 
-import asyncio
 import math
 from typing import Protocol
 
 import torch
 
+from rlsf_verl.batching import MicroBatcher
 from rlsf_verl.pipeline.decode import DecodeConfig, HFCoTDecoder
 from rlsf_verl.reward_managers.http import JSONClient
 from rlsf_verl.signals import Signal, TokenInputs
@@ -74,10 +74,10 @@ class LocalScorer:
         self._decoder = HFCoTDecoder(self.model, self.tokenizer, greedy)
         self.signal = signal
         self.device = device
-        self.max_batch_size = max_batch_size
-        self.batch_wait_s = batch_wait_s
-        self._queue: asyncio.Queue | None = None
-        self._worker: asyncio.Task | None = None
+        # ("score" | "continue", request): the two kinds of request run as separate calls
+        self._batcher = MicroBatcher(
+            self._run_batch, max_size=max_batch_size, max_wait_s=batch_wait_s, key=lambda request: request[0]
+        )
 
     def score_batch(self, requests: list[tuple[list[int], list[int]]]) -> list[torch.Tensor]:
         """One right-padded forward pass over ``(prompt_ids, response_ids)`` pairs."""
@@ -102,7 +102,7 @@ class LocalScorer:
 
     async def score(self, prompt_ids: list[int], response_ids: list[int]) -> torch.Tensor:
         _check_request(prompt_ids, response_ids)
-        return await self._submit("score", (list(prompt_ids), list(response_ids)))
+        return await self._batcher.submit(("score", (list(prompt_ids), list(response_ids))))
 
     def continue_batch(self, requests: list[tuple[list[int], int]]) -> list[list[int]]:
         """Greedy continuations of ``(prefix_ids, max_new_tokens)`` requests, EOS not kept."""
@@ -115,42 +115,14 @@ class LocalScorer:
         return out
 
     async def continue_greedy(self, prefix_ids: list[int], max_new_tokens: int) -> list[int]:
-        return await self._submit("continue", (list(prefix_ids), max_new_tokens))
+        return await self._batcher.submit(("continue", (list(prefix_ids), max_new_tokens)))
 
-    async def _submit(self, kind: str, request: tuple):
-        if self._worker is None or self._worker.done():
-            self._queue = asyncio.Queue()
-            self._worker = asyncio.get_running_loop().create_task(self._serve())
-        future = asyncio.get_running_loop().create_future()
-        await self._queue.put(((kind, request), future))
-        return await future
-
-    async def _serve(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            pending = [await self._queue.get()]
-            if self.max_batch_size > 1 and self._queue.qsize() < self.max_batch_size - 1:
-                await asyncio.sleep(self.batch_wait_s)  # let concurrent requests join this batch
-            while len(pending) < self.max_batch_size and not self._queue.empty():
-                pending.append(self._queue.get_nowait())
-            for kind, run in (("score", self.score_batch), ("continue", self.continue_batch)):
-                group = [(request, future) for (k, request), future in pending if k == kind]
-                if not group:
-                    continue
-                try:
-                    results = await loop.run_in_executor(None, run, [request for request, _ in group])
-                except Exception as error:  # hand the failure to every waiting caller, keep serving
-                    for _, future in group:
-                        if not future.done():
-                            future.set_exception(error)
-                    continue
-                for (_, future), result in zip(group, results, strict=True):
-                    if not future.done():
-                        future.set_result(result)
+    def _run_batch(self, requests: list[tuple[str, tuple]]) -> list:
+        run = self.score_batch if requests[0][0] == "score" else self.continue_batch
+        return run([request for _, request in requests])
 
     async def close(self) -> None:
-        if self._worker is not None:
-            self._worker.cancel()
+        await self._batcher.close()
 
 
 class ServerScorer:

@@ -144,6 +144,27 @@ def test_response_length_caps_generation_and_eos_ends_it(server, tiny_lm):
     assert tokenizer.eos_token_id not in long.token_ids[:-1]
 
 
+def test_a_bad_sampling_param_fails_its_own_request_and_the_others_are_generated(server, tiny_lm):
+    import asyncio
+
+    _, tokenizer = tiny_lm
+    prompt = tokenizer.encode("3 + 4 =")
+
+    async def together():
+        requests = [
+            server.generate("good", prompt, {"temperature": 0}),
+            server.generate("bad", prompt, {"temperature": -1}),
+            server.generate("sampled", prompt, {"temperature": 1.0, "top_k": 5}),
+        ]
+        # the time limit only turns a hang (a batch that never answers) into a failure
+        return await asyncio.wait_for(asyncio.gather(*requests, return_exceptions=True), timeout=300)
+
+    good, bad, sampled = asyncio.run(together())
+    assert isinstance(bad, ValueError) and "temperature=-1" in str(bad)
+    assert good.token_ids == generate(server, [prompt])[0].token_ids
+    assert 1 <= len(sampled.token_ids) <= 12
+
+
 def test_updated_weights_change_what_the_rollout_generates(server, tiny_lm, tmp_path):
     _, tokenizer = tiny_lm
     prompt = [tokenizer.encode("Let's think step by step.")]
