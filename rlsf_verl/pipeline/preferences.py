@@ -10,10 +10,13 @@ produced):
 - ``text`` (str): the response, a continuation of ``prompt``.
 - ``confidence`` (float): answer confidence of the trace (0 for a trace with no answer).
 - ``no_answer`` (bool): no answer span was found; such a trace may be rejected, never chosen.
+- ``finished`` (bool, optional, default true): the response ended by itself, not at the decoding
+  token budget; a cut-off trace may be rejected, never chosen (the trainers would otherwise learn
+  to prefer a response that stops mid-sentence, closed by an end-of-turn it never wrote).
 - ``answer``, ``correct`` (optional): ignored here; the rule uses confidence only.
 
 The rule (RLSF): every ordered pair (i, j) of traces of the same prompt with
-``conf_i > conf_j`` and ``conf_i >= tau`` becomes a pair, chosen i, rejected j, with margin
+``conf_i > conf_j`` and ``conf_i >= tau`` becomes a pair, chosen i (with an answer, finished), rejected j, with margin
 ``exp(conf_i - conf_j)``. Equal confidences make no pair, nor do responses that are identical up
 to surrounding whitespace.
 
@@ -74,7 +77,8 @@ class PairStats:
     n_pairs: int
     n_prompts_with_pairs: int
     n_no_answer: int
-    n_reaching_tau: int  # traces with an answer and confidence >= tau: the possible "chosen" ones
+    n_unfinished: int  # traces cut off at the token budget (finished false): never chosen
+    n_reaching_tau: int  # finished traces with an answer and confidence >= tau: the possible "chosen" ones
     max_confidence: float | None  # None when there were no traces
     tau: float
 
@@ -85,9 +89,10 @@ class PairStats:
         if self.n_traces == 0:
             return "0 pairs: no traces were given; run the decode and confidence stages first"
         if self.n_pairs > 0:
+            cut = f"{self.n_unfinished} cut off at the token budget, " if self.n_unfinished else ""
             return (
                 f"{self.n_pairs} pairs from {self.n_prompts_with_pairs} of {self.n_prompts} prompts "
-                f"({self.n_traces} traces, {self.n_no_answer} without an answer, tau={self.tau:g})"
+                f"({self.n_traces} traces, {self.n_no_answer} without an answer, {cut}tau={self.tau:g})"
             )
         if self.n_reaching_tau == 0:
             answered = self.n_traces - self.n_no_answer
@@ -95,6 +100,11 @@ class PairStats:
                 return (
                     f"0 pairs: none of the {self.n_traces} traces has an answer (all no_answer); "
                     "check the answer cue / answer format, or decode longer traces"
+                )
+            if self.n_unfinished == self.n_traces:
+                return (
+                    f"0 pairs: all {self.n_traces} traces were cut off at the token budget (none may be "
+                    "chosen); raise decode.max_new_tokens"
                 )
             return (
                 f"0 pairs: no trace reached tau={self.tau:g} (highest confidence {self.max_confidence:.2f}); "
@@ -122,6 +132,10 @@ def _field(trace: Any, name: str, position: int, default: Any = _REQUIRED) -> An
     return default
 
 
+def _may_be_chosen(record: dict[str, Any], tau: float) -> bool:
+    return record["finished"] and not record["no_answer"] and record["confidence"] >= tau
+
+
 def make_pairs(traces: Iterable[Any], tau: float = 0.9) -> tuple[list[PreferencePair], PairStats]:
     """Apply the RLSF pairing rule to scored traces; see the module docstring for the trace fields.
 
@@ -132,7 +146,7 @@ def make_pairs(traces: Iterable[Any], tau: float = 0.9) -> tuple[list[Preference
 
     by_prompt: dict[int, list[dict[str, Any]]] = defaultdict(list)
     prompt_text: dict[int, str] = {}
-    n_traces = n_no_answer = n_reaching_tau = 0
+    n_traces = n_no_answer = n_unfinished = n_reaching_tau = 0
     max_confidence: float | None = None
     for position, trace in enumerate(traces):
         record = {
@@ -142,8 +156,10 @@ def make_pairs(traces: Iterable[Any], tau: float = 0.9) -> tuple[list[Preference
         confidence = record["confidence"]
         if isinstance(confidence, bool) or not isinstance(confidence, int | float) or not math.isfinite(confidence):
             raise ValueError(f"traces[{position}].confidence: expected a finite number, got {confidence!r}")
-        if not isinstance(record["no_answer"], bool):
-            raise TypeError(f"traces[{position}].no_answer: expected a bool, got {record['no_answer']!r}")
+        record["finished"] = _field(trace, "finished", position, default=True)
+        for name in ("no_answer", "finished"):
+            if not isinstance(record[name], bool):
+                raise TypeError(f"traces[{position}].{name}: expected a bool, got {record[name]!r}")
         for name in ("prompt", "text"):
             if not isinstance(record[name], str):
                 raise TypeError(f"traces[{position}].{name}: expected str, got {type(record[name]).__name__}")
@@ -160,7 +176,8 @@ def make_pairs(traces: Iterable[Any], tau: float = 0.9) -> tuple[list[Preference
 
         n_traces += 1
         n_no_answer += record["no_answer"]
-        n_reaching_tau += (not record["no_answer"]) and record["confidence"] >= tau
+        n_unfinished += not record["finished"]
+        n_reaching_tau += _may_be_chosen(record, tau)
         max_confidence = record["confidence"] if max_confidence is None else max(max_confidence, record["confidence"])
 
     pairs: list[PreferencePair] = []
@@ -169,7 +186,7 @@ def make_pairs(traces: Iterable[Any], tau: float = 0.9) -> tuple[list[Preference
         group = sorted(by_prompt[index], key=lambda record: record["branch"])
         before = len(pairs)
         for chosen in group:
-            if chosen["no_answer"] or chosen["confidence"] < tau:
+            if not _may_be_chosen(chosen, tau):
                 continue
             for rejected in group:
                 # Whitespace-only differences are no real preference; the RM could not learn them.
@@ -195,6 +212,7 @@ def make_pairs(traces: Iterable[Any], tau: float = 0.9) -> tuple[list[Preference
         n_pairs=len(pairs),
         n_prompts_with_pairs=n_prompts_with_pairs,
         n_no_answer=n_no_answer,
+        n_unfinished=n_unfinished,
         n_reaching_tau=n_reaching_tau,
         max_confidence=max_confidence,
         tau=float(tau),

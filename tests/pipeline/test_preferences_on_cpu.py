@@ -17,7 +17,7 @@ from rlsf_verl.pipeline.preferences import (
 )
 
 
-def trace(confidence, branch, prompt_index=0, text=None, no_answer=False):
+def trace(confidence, branch, prompt_index=0, text=None, no_answer=False, finished=True):
     return {
         "prompt_index": prompt_index,
         "branch": branch,
@@ -25,6 +25,7 @@ def trace(confidence, branch, prompt_index=0, text=None, no_answer=False):
         "text": text if text is not None else f"reasoning of branch {branch}, so the answer is {branch}",
         "confidence": confidence,
         "no_answer": no_answer,
+        "finished": finished,
     }
 
 
@@ -55,6 +56,26 @@ def test_a_no_answer_trace_is_never_chosen_but_can_be_rejected():
     pairs, stats = make_pairs(traces, tau=0.9)
     assert chosen_rejected(pairs) == [(1, 2)]
     assert stats.n_no_answer == 2
+
+
+def test_an_unfinished_trace_is_never_chosen_but_can_be_rejected():
+    # Branch 0 ran out of tokens: its confident answer was cut off, so it must not be the preferred side.
+    traces = [trace(0.97, 0, finished=False), trace(0.93, 1), trace(0.2, 2, finished=False)]
+    pairs, stats = make_pairs(traces, tau=0.9)
+    assert chosen_rejected(pairs) == [(1, 2)]
+    assert (stats.n_unfinished, stats.n_reaching_tau) == (2, 1)
+
+
+def test_a_trace_without_the_finished_field_counts_as_finished():
+    traces = [trace(0.95, 0), trace(0.2, 1)]
+    del traces[0]["finished"], traces[1]["finished"]
+    pairs, stats = make_pairs(traces, tau=0.9)
+    assert chosen_rejected(pairs) == [(0, 1)] and stats.n_unfinished == 0
+
+
+def test_a_non_boolean_finished_is_rejected():
+    with pytest.raises(TypeError, match=r"traces\[0\].finished: expected a bool"):
+        make_pairs([trace(0.95, 0, finished="yes")])
 
 
 def test_margin_is_exp_of_the_confidence_difference():
@@ -114,13 +135,16 @@ def test_one_prompt_index_with_two_prompt_texts_is_rejected():
 
 @given(
     st.lists(
-        st.tuples(st.integers(0, 2), st.sampled_from([0.0, 0.5, 0.89, 0.9, 0.95, 1.0]), st.booleans()),
+        st.tuples(st.integers(0, 2), st.sampled_from([0.0, 0.5, 0.89, 0.9, 0.95, 1.0]), st.booleans(), st.booleans()),
         max_size=12,
     ),
     st.sampled_from([0.0, 0.9, 0.95]),
 )
 def test_pairs_are_exactly_the_ordered_pairs_allowed_by_the_rule(rows, tau):
-    traces = [trace(conf, branch, prompt_index=p, no_answer=na) for branch, (p, conf, na) in enumerate(rows)]
+    traces = [
+        trace(conf, branch, prompt_index=p, no_answer=na, finished=fin)
+        for branch, (p, conf, na, fin) in enumerate(rows)
+    ]
     pairs, stats = make_pairs(traces, tau=tau)
     allowed = {
         (a["branch"], b["branch"])
@@ -128,6 +152,7 @@ def test_pairs_are_exactly_the_ordered_pairs_allowed_by_the_rule(rows, tau):
         for b in traces
         if a["prompt_index"] == b["prompt_index"]
         and not a["no_answer"]
+        and a["finished"]
         and a["confidence"] >= tau
         and a["confidence"] > b["confidence"]
     }
@@ -160,8 +185,11 @@ def test_explain_says_when_there_were_no_traces():
 
 
 def test_explain_summarises_a_run_with_pairs():
-    _, stats = make_pairs([trace(0.95, 0), trace(0.3, 1), trace(0.0, 2, no_answer=True), trace(0.5, 0, 1)])
-    assert stats.explain() == "2 pairs from 1 of 2 prompts (4 traces, 1 without an answer, tau=0.9)"
+    traces = [trace(0.95, 0), trace(0.3, 1, finished=False), trace(0.0, 2, no_answer=True), trace(0.5, 0, 1)]
+    _, stats = make_pairs(traces)
+    assert stats.explain() == (
+        "2 pairs from 1 of 2 prompts (4 traces, 1 without an answer, 1 cut off at the token budget, tau=0.9)"
+    )
 
 
 def test_jsonl_round_trip_gives_back_equal_pairs(tmp_path):
