@@ -1,4 +1,5 @@
-"""Reward-model evaluation on preference files in RewardBench's layout: pairwise accuracy and length bias.
+"""Reward-model evaluation on preference files in RewardBench's layout: pairwise accuracy, length bias, and
+the reward token by token.
 
 A file holds one preference pair per row with the string fields ``prompt``, ``chosen``, ``rejected`` and
 ``subset`` (RewardBench's names; other fields are ignored), as JSONL (one object per line), JSON (a list of
@@ -6,16 +7,21 @@ objects) or parquet. It is read from a local path; nothing is downloaded. Two op
 ``chosen_correct`` and ``rejected_correct`` (both or neither, in every row), say whether each response
 is correct; they enable the length-bias check among pairs of equal correctness.
 
-A pair is won when ``score(prompt, chosen) > score(prompt, rejected)``; a tie counts one half, so
-swapping chosen and rejected turns accuracy ``a`` into exactly ``1 - a``. (RewardBench's own script,
-and :func:`rlsf_verl.pipeline.bradley_terry.pairwise_accuracy`, count a tie as a loss: that figure is kept as
-``accuracy_ties_wrong``.) Accuracy is reported per subset and over all pairs (every pair weighs the
-same: not RewardBench's section-weighted leaderboard score), each with a Wilson 95% interval
-(:func:`rlsf_verl.analysis.intervals.wilson_interval`).
+A pair is won when ``score(prompt, chosen) > score(prompt, rejected)``; a tie is not a win. That is
+RewardBench's own rule and the one of :func:`rlsf_verl.pipeline.bradley_terry.pairwise_accuracy`, so the
+pipeline's held-out accuracy and this module's agree on the same pairs, and a reward model that scores
+everything alike (an untrained zero head) reads 0, not a chance-looking 0.5. The tie count is reported
+beside it: swapping chosen and rejected turns ``wins`` into ``n - wins - ties``. Accuracy is reported
+per subset and over all pairs (every pair weighs the same: not RewardBench's section-weighted
+leaderboard score), each with a Wilson 95% interval (:func:`rlsf_verl.analysis.intervals.wilson_interval`).
 
 Length bias: among pairs whose responses differ in length (characters by default), the share where the
-reward model scores the longer response higher (ties one half). It is read against ``chosen_longer``,
-the share where the chosen response is the longer one, which a perfect reward model would match.
+reward model scores the longer response strictly higher (ties counted apart, as for accuracy). It is
+read against ``chosen_longer``, the share where the chosen response is the longer one, which a
+perfect reward model would match.
+
+:meth:`RewardModelScorer.token_rewards` gives the reward of every prefix of a response (the paper's
+Figure 2 view) from one forward pass.
 
 >>> import json, pathlib
 >>> rows = [
@@ -30,6 +36,8 @@ the share where the chosen response is the longer one, which a perfect reward mo
 (0.6666666666666666, {'math': 0.5, 'chat': 1.0})
 >>> report.length_all.prefers_longer, report.length_equal_correctness is None
 (1.0, True)
+>>> report.overall.wins, report.overall.ties
+(2, 0)
 """
 
 from __future__ import annotations
@@ -140,28 +148,28 @@ def read_preference_file(path: str | os.PathLike) -> list[PreferenceRow]:
 
 @dataclass(frozen=True)
 class PairAccuracy:
-    """Pairwise accuracy of ``n`` pairs: ``(wins + ties / 2) / n`` with its Wilson interval."""
+    """Pairwise accuracy of ``n`` pairs, ``wins / n`` (a tie is no win), with its Wilson interval."""
 
     n: int
     wins: int
     ties: int
     accuracy: float
-    accuracy_ties_wrong: float  # wins / n: RewardBench's own rule
     interval: Interval
 
 
 @dataclass(frozen=True)
 class LengthPreference:
-    """How often the reward model scores the longer response of a pair higher.
+    """How often the reward model scores the longer response of a pair strictly higher.
 
-    ``prefers_longer`` (ties one half) and ``chosen_longer`` are over the ``n_compared`` pairs of
-    ``scope`` whose responses differ in length; they are None when there is no such pair.
+    ``prefers_longer`` and ``chosen_longer`` are over the ``n_compared`` pairs of ``scope`` whose
+    responses differ in length (``n_ties`` of them scored alike); they are None when there is no such pair.
     """
 
     scope: str  # "all pairs" or "pairs of equal correctness"
     n_pairs: int
     n_equal_length: int  # left out: neither response is longer
     n_compared: int
+    n_ties: int  # compared pairs whose two responses scored alike: neither preferred
     prefers_longer: float | None
     interval: Interval | None  # Wilson interval of prefers_longer
     chosen_longer: float | None
@@ -199,7 +207,7 @@ class RewardBenchReport:
                 continue
             out.append(
                 f"prefers the longer response in {bias.prefers_longer:.3f} of {bias.n_compared} {bias.scope} "
-                f"(CI [{bias.interval.lower:.3f}, {bias.interval.upper:.3f}]); "
+                f"(CI [{bias.interval.lower:.3f}, {bias.interval.upper:.3f}], {bias.n_ties} ties); "
                 f"the chosen one is longer in {bias.chosen_longer:.3f}"
             )
         return [*out, self.length_note]
@@ -209,14 +217,7 @@ def _pair_accuracy(chosen: Sequence[float], rejected: Sequence[float], level: fl
     wins = sum(c > r for c, r in zip(chosen, rejected, strict=True))
     ties = sum(c == r for c, r in zip(chosen, rejected, strict=True))
     n = len(chosen)
-    return PairAccuracy(
-        n=n,
-        wins=wins,
-        ties=ties,
-        accuracy=(wins + 0.5 * ties) / n,
-        accuracy_ties_wrong=wins / n,
-        interval=wilson_interval(wins + 0.5 * ties, n, level),
-    )
+    return PairAccuracy(n=n, wins=wins, ties=ties, accuracy=wins / n, interval=wilson_interval(wins, n, level))
 
 
 def _length_preference(
@@ -226,7 +227,7 @@ def _length_preference(
     scope: str,
     level: float,
 ) -> LengthPreference:
-    prefers, chosen_longer, equal = 0.0, 0, 0
+    prefers, ties, chosen_longer, equal = 0, 0, 0, 0
     for row, (chosen_score, rejected_score) in zip(rows, scores, strict=True):
         chosen_len, rejected_len = length(row.chosen), length(row.rejected)
         if chosen_len == rejected_len:
@@ -235,7 +236,8 @@ def _length_preference(
         longer, shorter = (
             (chosen_score, rejected_score) if chosen_len > rejected_len else (rejected_score, chosen_score)
         )
-        prefers += 1.0 if longer > shorter else 0.5 if longer == shorter else 0.0
+        prefers += longer > shorter
+        ties += longer == shorter
         chosen_longer += chosen_len > rejected_len
     compared = len(rows) - equal
     return LengthPreference(
@@ -243,6 +245,7 @@ def _length_preference(
         n_pairs=len(rows),
         n_equal_length=equal,
         n_compared=compared,
+        n_ties=ties,
         prefers_longer=prefers / compared if compared else None,
         interval=wilson_interval(prefers, compared, level) if compared else None,
         chosen_longer=chosen_longer / compared if compared else None,
@@ -322,6 +325,40 @@ def evaluate_reward_model(
     )
 
 
+@dataclass(frozen=True)
+class TokenRewards:
+    """The reward of every prefix of one response: ``rewards[i]`` scores the prompt and ``tokens[: i + 1]``.
+
+    ``tokens`` are the response's pieces of text as the reward model's tokenizer cut them, then the
+    end of the assistant turn; so ``rewards[-1]`` is the reward of the whole response, ``reward``.
+    """
+
+    tokens: tuple[str, ...]
+    rewards: tuple[float, ...]
+    reward: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"tokens": list(self.tokens), "rewards": list(self.rewards), "reward": self.reward}
+
+
+def prefix_positions(input_ids: Sequence[int], pad_token_id: int | None) -> list[int]:
+    """For each position ``t``, where a ``*ForSequenceClassification`` model reads the score of ``input_ids[: t + 1]``.
+
+    transformers pools the score head's output at the rightmost token that is not the pad token
+    (position 0 when every token is one), so a prefix ending in pad tokens (Qwen's and SmolLM2's pad
+    is their end-of-turn token) is read at the last token before them.
+
+    >>> prefix_positions([5, 2, 7, 2, 2], pad_token_id=2)
+    [0, 0, 2, 2, 2]
+    """
+    positions, last = [], 0
+    for t, token in enumerate(input_ids):
+        if pad_token_id is None or token != pad_token_id:
+            last = t
+        positions.append(last)
+    return positions
+
+
 @dataclass
 class RewardModelScorer:
     """``score(prompt, response)`` of a ``*ForSequenceClassification`` reward model, batched on its device.
@@ -352,6 +389,81 @@ class RewardModelScorer:
     def __call__(self, prompt: str, response: str) -> float:
         return self.score_batch([prompt], [response])[0]
 
+    def n_tokens(self, text: str) -> int:
+        """Length of ``text`` in the reward model's tokens (a ``length`` for :func:`evaluate_reward_model`)."""
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def token_rewards(self, prompt: str, response: str) -> TokenRewards:
+        """The reward of the prompt and each prefix of ``response``, from one forward pass.
+
+        The model's forward applies its score head to every position and keeps one
+        (:func:`prefix_positions`); a causal model's output at position ``t`` depends on tokens
+        ``<= t`` only, so reading that head output at every position gives what scoring each prefix
+        separately gives, at the cost of one pass. The last reward is checked against the model's own.
+        """
+        import torch
+
+        from rlsf_verl.pipeline.bradley_terry import reward_model_text
+        from rlsf_verl.pipeline.preferences import prompt_for_tokenizer
+
+        rendered = self._render(prompt)
+        text = prompt_for_tokenizer(reward_model_text(rendered, response, self.tokenizer), self.tokenizer)
+        response_start = len(prompt_for_tokenizer(rendered, self.tokenizer))  # in characters of ``text``
+        encoded = self.tokenizer(text, return_offsets_mapping=True)
+        ids, offsets = encoded["input_ids"], encoded["offset_mapping"]
+        head_outputs = []
+        hook = self.model.score.register_forward_hook(lambda module, args, output: head_outputs.append(output))
+        try:
+            with torch.no_grad():
+                pooled = self.model(input_ids=torch.tensor([ids], device=self.model.device)).logits[0, 0]
+        finally:
+            hook.remove()
+        per_position = head_outputs[0][0, :, 0]
+        rewards = per_position[prefix_positions(ids, self.model.config.pad_token_id)].double().cpu().tolist()
+        if rewards[-1] != pooled.item():
+            raise RuntimeError(
+                f"{type(self.model).__name__}: its score head's last output {rewards[-1]} is not its reward "
+                f"{pooled.item()}; token rewards need a head applied at every position and pooled at the last token"
+            )
+        tokens, kept, end_seen = [], [], response_start
+        for position, (start, end) in enumerate(offsets):
+            if end > response_start:
+                tokens.append(text[max(start, end_seen) : end])  # a byte-level piece may share a character
+                kept.append(rewards[position])
+                end_seen = max(end_seen, end)
+        return TokenRewards(tokens=tuple(tokens), rewards=tuple(kept), reward=kept[-1])
+
+
+def check_reward_model_dir(model_dir: str | os.PathLike) -> Path:
+    """``model_dir`` if it holds a one-label ``*ForSequenceClassification`` with a pad token, else a one-line error.
+
+    A causal LM would load as a classifier too, with a freshly drawn score head and a warning only:
+    its "rewards" would be noise, so it is refused here, by its config, before anything is loaded.
+    """
+    from transformers import AutoConfig
+
+    path = Path(model_dir)
+    fix = "give a reward-model directory, such as the reward_model/ folder of an `rlsf-verl run`"
+    if not path.is_dir():
+        raise ValueError(f"{path}: no such directory; {fix}")
+    if not (path / "config.json").is_file():
+        raise ValueError(f"{path}: no config.json, so not a transformers model; {fix}")
+    try:
+        config = AutoConfig.from_pretrained(path)
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{path}/config.json: unreadable ({str(err).splitlines()[0]}); {fix}") from None
+    architectures = config.architectures or []
+    if not any(name.endswith("ForSequenceClassification") for name in architectures):
+        named = ", ".join(architectures) or "no architecture"
+        raise ValueError(
+            f"{path}: not a reward model (config.json names {named}, not *ForSequenceClassification); {fix}"
+        )
+    if config.num_labels != 1:
+        raise ValueError(f"{path}: a classifier with {config.num_labels} labels, not a one-score reward model; {fix}")
+    if config.pad_token_id is None:
+        raise ValueError(f"{path}/config.json: pad_token_id is not set; set it to the tokenizer's pad token id")
+    return path
+
 
 def load_reward_scorer(
     model_dir: str | os.PathLike, batch_size: int = 8, render_prompt: bool = True
@@ -361,5 +473,5 @@ def load_reward_scorer(
 
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-    model, tokenizer = load_reward_model(model_dir)
+    model, tokenizer = load_reward_model(check_reward_model_dir(model_dir))
     return RewardModelScorer(model, tokenizer, batch_size=batch_size, render_prompt=render_prompt)

@@ -1,4 +1,5 @@
-"""Specification of rlsf_verl.analysis.reward_bench: RewardBench-layout files, pairwise accuracy, length bias."""
+"""Specification of rlsf_verl.analysis.reward_bench: RewardBench-layout files, pairwise accuracy, length bias,
+the reward-model directory check and the reward after each token."""
 
 import dataclasses
 import doctest
@@ -10,8 +11,10 @@ import pytest
 from rlsf_verl.analysis import reward_bench
 from rlsf_verl.analysis.reward_bench import (
     PreferenceRow,
+    check_reward_model_dir,
     evaluate_reward_model,
     load_reward_scorer,
+    prefix_positions,
     read_preference_file,
 )
 
@@ -33,13 +36,9 @@ def fake_score(prompt, response):
 
 
 def direct_accuracy(rows, subset=None):
-    """Hand count: a win is 1, a tie 1/2, over the rows of ``subset`` (all rows if None)."""
+    """Hand count: the share of the rows of ``subset`` (all rows if None) whose chosen scores strictly higher."""
     picked = [row for row in rows if subset is None or row["subset"] == subset]
-    points = 0.0
-    for row in picked:
-        chosen, rejected = SCORES[row["chosen"]], SCORES[row["rejected"]]
-        points += 1.0 if chosen > rejected else 0.5 if chosen == rejected else 0.0
-    return points / len(picked)
+    return sum(SCORES[row["chosen"]] > SCORES[row["rejected"]] for row in picked) / len(picked)
 
 
 def write_jsonl(path, rows):
@@ -61,19 +60,24 @@ def test_per_subset_and_overall_accuracy_equal_a_direct_count(tmp_path):
     assert (report.overall.wins, report.overall.ties, report.overall.n) == (3, 1, 6)
 
 
-def test_swapping_chosen_and_rejected_gives_one_minus_the_accuracy(tmp_path):
+def test_swapping_chosen_and_rejected_turns_the_wins_into_the_losses(tmp_path):
     report = evaluate_reward_model(write_jsonl(tmp_path / "a.jsonl", ROWS), fake_score)
     flipped = evaluate_reward_model(write_jsonl(tmp_path / "b.jsonl", swapped(ROWS)), fake_score)
-    assert flipped.overall.accuracy == pytest.approx(1 - report.overall.accuracy)
-    for name in report.subsets:
-        assert flipped.subsets[name].accuracy == pytest.approx(1 - report.subsets[name].accuracy)
+    for name, result in [("overall", report.overall), *report.subsets.items()]:
+        other = flipped.overall if name == "overall" else flipped.subsets[name]
+        assert (other.wins, other.ties) == (result.n - result.wins - result.ties, result.ties), name
+    assert flipped.overall.accuracy == pytest.approx(2 / 6) != report.overall.accuracy
 
 
-def test_a_tie_counts_half_and_the_rewardbench_figure_counts_it_wrong(tmp_path):
+def test_a_tie_is_no_win_as_in_rewardbench_and_the_pipelines_held_out_accuracy(tmp_path):
     math_subset = evaluate_reward_model(write_jsonl(tmp_path / "p.jsonl", ROWS), fake_score).subsets["math"]
     assert (math_subset.wins, math_subset.ties) == (1, 1)
-    assert math_subset.accuracy == pytest.approx(1.5 / 3)
-    assert math_subset.accuracy_ties_wrong == pytest.approx(1 / 3)
+    assert math_subset.accuracy == pytest.approx(1 / 3)
+
+
+def test_a_reward_model_that_scores_everything_alike_reads_zero_with_every_pair_a_tie(tmp_path):
+    overall = evaluate_reward_model(write_jsonl(tmp_path / "p.jsonl", ROWS), lambda prompt, response: 0.0).overall
+    assert (overall.accuracy, overall.wins, overall.ties) == (0.0, 0, 6)
 
 
 def test_accuracy_comes_with_a_wilson_interval_around_it(tmp_path):
@@ -175,6 +179,12 @@ def test_a_reward_model_that_penalises_length_prefers_the_longer_response_never(
     assert report.length_all.prefers_longer == 0.0
 
 
+def test_a_length_tie_prefers_neither_and_is_counted():
+    report = evaluate_reward_model(LENGTH_ROWS, lambda prompt, response: 0.0)
+    assert (report.length_all.prefers_longer, report.length_all.n_ties, report.length_all.n_compared) == (0.0, 3, 3)
+    assert "3 ties" in report.lines()[-3]
+
+
 def test_length_bias_among_equal_correctness_uses_only_pairs_whose_correctness_agrees():
     # Prefers the chosen one: rows 0 and 2 (equal correctness) both have the chosen one longer.
     report = evaluate_reward_model(LENGTH_ROWS, lambda prompt, response: 1.0 if response.startswith("a") else 0.0)
@@ -195,7 +205,7 @@ def test_without_correctness_flags_only_the_plain_length_preference_is_reported_
 def test_the_report_serialises_to_json_and_summarises_in_lines(tmp_path):
     report = evaluate_reward_model(write_jsonl(tmp_path / "p.jsonl", ROWS), fake_score)
     assert json.loads(json.dumps(report.to_dict()))["subsets"]["chat"]["accuracy"] == 1.0
-    assert report.lines()[0].startswith("overall: 0.583 (95% CI [")
+    assert report.lines()[0].startswith("overall: 0.500 (95% CI [")
 
 
 # The HF helper, on a tiny random-init sequence-classification model.
@@ -256,3 +266,76 @@ def test_a_rewardbench_file_is_scored_end_to_end_by_the_hf_scorer(tiny_rm_dir, t
 
 def test_module_examples_run():
     assert doctest.testmod(reward_bench).failed == 0
+
+
+# The reward-model directory check: a wrong directory is one line naming it and the fix.
+
+
+def test_a_causal_lm_directory_is_refused_as_not_a_reward_model(tiny_model_dir):
+    with pytest.raises(ValueError, match=r"not a reward model \(config.json names LlamaForCausalLM") as err:
+        load_reward_scorer(tiny_model_dir)
+    assert "\n" not in str(err.value) and "give a reward-model directory" in str(err.value)
+
+
+def test_a_missing_directory_and_one_without_a_config_are_named(tmp_path):
+    with pytest.raises(ValueError, match=rf"{tmp_path / 'absent'}: no such directory; give a reward-model"):
+        check_reward_model_dir(tmp_path / "absent")
+    with pytest.raises(ValueError, match=rf"{tmp_path}: no config.json, so not a transformers model"):
+        check_reward_model_dir(tmp_path)
+
+
+def test_a_classifier_with_several_labels_is_refused(tiny_rm_dir, tmp_path):
+    config = json.loads((tiny_rm_dir / "config.json").read_text())
+    config["id2label"] = {"0": "a", "1": "b"}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=r"a classifier with 2 labels, not a one-score reward model"):
+        check_reward_model_dir(tmp_path)
+
+
+def test_a_reward_model_without_a_pad_token_id_is_refused(tiny_rm_dir, tmp_path):
+    config = json.loads((tiny_rm_dir / "config.json").read_text())
+    config["pad_token_id"] = None
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=r"config.json: pad_token_id is not set; set it to the tokenizer's pad token"):
+        check_reward_model_dir(tmp_path)
+
+
+# The reward after each token (the paper's Figure 2 view).
+
+
+def test_prefix_positions_read_a_prefix_ending_in_pad_tokens_where_transformers_does():
+    assert prefix_positions([4, 4, 4], pad_token_id=None) == [0, 1, 2]
+    assert prefix_positions([2, 2, 5, 2], pad_token_id=2) == [0, 0, 2, 2]  # all-pad prefix: argmax of zeros is 0
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+@pytest.mark.parametrize("pad", ["<|pad|>", "<|im_end|>"])  # the second: pad is the end-of-turn token, as in SmolLM2
+def test_token_rewards_equal_scoring_every_prefix_separately_in_float64(tiny_rm_dir, pad):
+    import torch
+
+    from rlsf_verl.pipeline.bradley_terry import encode_for_reward_model
+
+    scorer = load_reward_scorer(tiny_rm_dir)
+    scorer.model.double()
+    scorer.model.config.pad_token_id = scorer.tokenizer.convert_tokens_to_ids(pad)
+    prompt, response = "how many apples are there?", "There are 3 apples, so the answer is 3."
+    view = scorer.token_rewards(prompt, response)
+
+    ids = encode_for_reward_model(scorer.tokenizer, [scorer._render(prompt)], [response])[0]
+    first = len(ids) - len(view.tokens)
+    with torch.no_grad():
+        separately = [scorer.model(input_ids=torch.tensor([ids[: t + 1]])).logits[0, 0].item() for t in range(len(ids))]
+    assert view.rewards == pytest.approx(separately[first:], abs=1e-10, rel=0)
+    assert len(set(view.rewards)) > len(view.rewards) // 2  # the rewards move along the response
+    if pad == "<|im_end|>":  # the end-of-turn token is a pad: its prefix is read at the token before
+        assert view.tokens[-2] == "<|im_end|>" and view.rewards[-2] == view.rewards[-3]
+    assert view.reward == view.rewards[-1] == pytest.approx(scorer(prompt, response), abs=1e-6)  # it returns float32
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_token_texts_are_the_response_then_the_end_of_the_turn(tiny_rm_dir):
+    scorer = load_reward_scorer(tiny_rm_dir)
+    view = scorer.token_rewards("how many apples?", "There are 3 apples.")
+    assert "".join(view.tokens) == "There are 3 apples.<|im_end|>\n"
+    assert len(view.tokens) == len(view.rewards) and all(math.isfinite(r) for r in view.rewards)
+    assert view.to_dict()["reward"] == view.reward
