@@ -6,6 +6,7 @@
     rlsf-verl run --pairs pairs.jsonl --run-dir runs/mine   # your own preference pairs: RM and DPO on them
     rlsf-verl prepare gsm8k --input data/gsm8k --split train --split test --out data/gsm8k-verl
     rlsf-verl compare runs/rlif runs/rlvr runs/rlsf-default --out reports/cmp --names rlif,rlvr,rlsf
+    rlsf-verl eval-rm --reward-model runs/rlsf-default/reward_model --pairs rewardbench.jsonl --out reports/rm
     rlsf-verl signals                               # the registered confidence signals (yours too)
 
 ``run`` settings are the fields of :class:`rlsf_verl.pipeline.runner.PipelineConfig`, given as Hydra-style
@@ -77,6 +78,25 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     report = compare_runs(args.run_dirs, args.out, names=names, settings=settings)
     print(format_markdown(report, with_plots=False).rstrip())
     print(f"\nreport: {Path(args.out) / 'report.html'} (also report.md, report.json and the PNGs)")
+    return 0
+
+
+def _cmd_eval_rm(args: argparse.Namespace) -> int:
+    from rlsf_verl.analysis.reward_bench import evaluate_reward_model, load_reward_scorer, read_preference_file
+    from rlsf_verl.io import atomic_write_json, atomic_write_text
+
+    rows = read_preference_file(args.pairs)  # checked before the model loads
+    scorer = load_reward_scorer(args.reward_model, batch_size=args.batch_size)
+    report = evaluate_reward_model(rows, scorer, length=scorer.n_tokens)
+    lines = [f"{args.reward_model} on {args.pairs} ({len(rows)} pairs):", *report.lines()]
+    print("\n".join(lines))
+    if args.out:
+        out = Path(args.out)
+        atomic_write_json(
+            out / "rm_eval.json", {"reward_model": args.reward_model, "pairs": args.pairs, **report.to_dict()}
+        )
+        atomic_write_text(out / "rm_eval.md", "\n".join(lines) + "\n")
+        print(f"\nreport: {out / 'rm_eval.json'} (also rm_eval.md)")
     return 0
 
 
@@ -191,6 +211,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     compare.add_argument("--n-bins", type=int, default=10, help="equal-width ECE bins (default 10)")
     compare.set_defaults(handler=_cmd_compare)
+
+    eval_rm = commands.add_parser(
+        "eval-rm",
+        help="a reward model's pairwise accuracy on a RewardBench-layout preference file, and its length bias",
+        description=(
+            "Score both responses of every pair with the reward model and report pairwise accuracy (a pair is won "
+            "when chosen scores strictly higher; ties count as not won, as in RewardBench) per subset and overall, "
+            "with Wilson 95% intervals, and how often the longer response (in the RM's tokens) scores higher: over "
+            "pairs of equal correctness when the file has chosen_correct/rejected_correct. The file is local "
+            "(.jsonl, .json or .parquet, fields prompt, chosen, rejected, subset); nothing is downloaded."
+        ),
+    )
+    eval_rm.add_argument(
+        "--reward-model", required=True, metavar="DIR", help="a reward-model directory (e.g. <run>/reward_model)"
+    )
+    eval_rm.add_argument("--pairs", required=True, metavar="FILE", help="the preference file, RewardBench's layout")
+    eval_rm.add_argument("--out", metavar="DIR", help="also write rm_eval.json (scores included) and rm_eval.md here")
+    eval_rm.add_argument("--batch-size", type=int, default=8, help="responses scored per forward pass (default 8)")
+    eval_rm.set_defaults(handler=_cmd_eval_rm)
 
     signals = commands.add_parser(
         "signals",
