@@ -105,7 +105,7 @@ def test_signals_with_a_missing_module_is_one_line(capsys):
 def test_every_subcommand_has_help_and_a_description():
     parser = build_parser()
     commands = next(action for action in parser._actions if action.dest == "command")
-    assert set(commands.choices) == {"run", "prepare", "compare", "signals"}
+    assert set(commands.choices) == {"run", "prepare", "compare", "eval-rm", "signals"}
     for name, subparser in commands.choices.items():
         assert subparser.description, f"{name}: no description"
         for action in subparser._actions:
