@@ -205,16 +205,19 @@ def reliability_diagram(
     reports: Mapping[str, CalibrationReport] | CalibrationReport,
     path: str | os.PathLike,
     title: str | None = None,
+    caption: str | None = None,
 ) -> Path:
     """Draw one reliability diagram per report, side by side, into a PNG at ``path``.
 
     Each panel shows bin accuracy as bars over the diagonal of perfect calibration, the gap to the
-    bin's mean confidence, the ECE in its title, and below it a histogram of the bin counts. The file
-    is written to a temporary name and renamed, so ``path`` is either absent or complete.
+    bin's mean confidence, the ECE in its title, and below it a histogram of the bin counts, each bar
+    labelled with its count (a bin of 3 samples says little). ``caption`` goes under the panels (e.g.
+    the change in ECE with its interval). The file is written to a temporary name and renamed, so
+    ``path`` is either absent or complete.
 
     >>> r0 = calibration_report([0.9, 0.8, 0.3], [True, False, False])
     >>> r1 = calibration_report([0.7, 0.4, 0.2], [True, False, False])
-    >>> reliability_diagram({"before": r0, "after": r1}, "/tmp/rlsf-doc-reliability.png").name
+    >>> reliability_diagram({"before": r0, "after": r1}, "/tmp/rlsf-doc-reliability.png", caption="n = 3").name
     'rlsf-doc-reliability.png'
     """
     # Figure + the Agg canvas directly, not pyplot: no global backend switch, no figure registry.
@@ -264,9 +267,15 @@ def reliability_diagram(
         top.tick_params(labelbottom=False)
         if col == 0:
             top.legend(loc="upper left", fontsize="small")
-        bottom.bar(lowers, [b.count for b in report.bins], width=widths, align="edge", color="gray", edgecolor="black")
+        counts = bottom.bar(
+            lowers, [b.count for b in report.bins], width=widths, align="edge", color="gray", edgecolor="black"
+        )
+        bottom.bar_label(counts, fontsize="small")
         bottom.set(xlabel="confidence", ylabel="count")
+        bottom.margins(y=0.25)  # room for the count labels
     if title:
         fig.suptitle(title)
+    if caption:
+        fig.supxlabel(caption, fontsize="small", wrap=True)
 
     return atomic_write_file(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))

@@ -308,3 +308,16 @@ def test_reliability_diagram_rejects_bad_arguments(tmp_path, before_after):
     with pytest.raises(ValueError, match=r"path must end in \.png"):
         reliability_diagram(before_after[0], tmp_path / "rd.pdf")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_reliability_diagram_labels_every_bin_with_its_count_and_shows_the_caption(tmp_path, monkeypatch):
+    from matplotlib.figure import Figure
+
+    drawn = []
+    monkeypatch.setattr(Figure, "savefig", lambda self, *args, **kwargs: drawn.append(self))
+    report = calibration_report([0.05, 0.05, 0.05, 0.55, 0.95], [0, 0, 1, 1, 1])
+    reliability_diagram(report, tmp_path / "rd.png", caption="ECE change -0.01, 95% CI [-0.05, +0.02]")
+    (figure,) = drawn
+    texts = [text.get_text() for axes in figure.axes for text in axes.texts]
+    assert sorted(texts) == ["1", "1", "3"]  # one label per non-empty bin: its count
+    assert figure.get_supxlabel() == "ECE change -0.01, 95% CI [-0.05, +0.02]"
