@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rlsf_verl import compat
+from rlsf_verl.config import yaml_defaults
 from rlsf_verl.errors import settings_values
 from rlsf_verl.models import eos_token_ids
 from rlsf_verl.reward_managers.http import JSONClient
@@ -31,16 +32,18 @@ from rlsf_verl.reward_managers.trajectory import (
     warn_counted,
 )
 
+_DEFAULTS = yaml_defaults("rlsf_reward/rlsf_rm.yaml", "reward.rlsf_rm")
+
 
 @dataclass(frozen=True)
 class RewardModelSettings:
-    """``reward.rlsf_rm.*``; see ``rlsf_verl/config/rlsf_reward/rlsf_rm.yaml``."""
+    """``reward.rlsf_rm.*``; the defaults, documented, are in ``rlsf_verl/config/rlsf_reward/rlsf_rm.yaml``."""
 
-    rm_weight: float = 1.0
-    clip: tuple[float, float] | None = None  # [low, high] applied to the raw RM score before weighting
-    verifiable_weight: float = 0.0
-    timeout_s: float = 120.0
-    max_retries: int = 3
+    rm_weight: float = _DEFAULTS["rm_weight"]
+    clip: tuple[float, float] | None = _DEFAULTS["clip"]  # [low, high] applied to the raw RM score before weighting
+    verifiable_weight: float = _DEFAULTS["verifiable_weight"]
+    timeout_s: float = _DEFAULTS["timeout_s"]
+    max_retries: int = _DEFAULTS["max_retries"]
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> RewardModelSettings:

@@ -45,6 +45,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rlsf_verl import compat
+from rlsf_verl.config import yaml_defaults
 from rlsf_verl.errors import settings_values, unknown_name_error
 from rlsf_verl.models import eos_token_ids
 from rlsf_verl.reward_managers.scorers import LocalScorer, Scorer, ServerScorer, check_local_device, server_url_for
@@ -67,26 +68,32 @@ from rlsf_verl.signals import (
 BACKENDS = ("local", "server")
 
 
+_DEFAULTS = yaml_defaults("rlsf_reward/self_confidence.yaml", "reward.self_confidence")
+
+
 @dataclass(frozen=True)
 class SelfConfidenceSettings:
-    """``reward.self_confidence.*``; see ``rlsf_verl/config/rlsf_reward/self_confidence.yaml``."""
+    """``reward.self_confidence.*``; the defaults, documented, are in
+    ``rlsf_verl/config/rlsf_reward/self_confidence.yaml``."""
 
-    signal: str = "answer_margin"
-    backend: str = "local"
-    model_path: str | None = None  # None: the policy's initial weights (actor_rollout_ref.model.path)
-    server_url: str | None = None
-    server_model: str | None = None  # the model name the server knows; None: model_path
-    # The answer span of answer-span signals, as DecodeConfig.answer_* finds it in the RLSF pipeline.
-    answer_cue: str = AnswerSpanRule.cue
-    answer_max_tokens: int = AnswerSpanRule.max_tokens
-    answer_require_alphanumeric: bool = AnswerSpanRule.require_alphanumeric
-    device: str = "cpu"
-    dtype: str = "float32"
-    max_batch_size: int = 8
-    batch_wait_ms: float = 5.0
-    confidence_weight: float = 1.0
-    verifiable_weight: float = 0.0
-    invalid_score: float | None = None  # None: the signal's floor, see floor_score()
+    signal: str = _DEFAULTS["signal"]
+    backend: str = _DEFAULTS["backend"]
+    model_path: str | None = _DEFAULTS[
+        "model_path"
+    ]  # None: the policy's initial weights (actor_rollout_ref.model.path)
+    server_url: str | None = _DEFAULTS["server_url"]
+    server_model: str | None = _DEFAULTS["server_model"]  # the model name the server knows; None: model_path
+    # The answer span of answer-span signals; the YAML's defaults equal the RLSF pipeline's (AnswerSpanRule).
+    answer_cue: str = _DEFAULTS["answer_cue"]
+    answer_max_tokens: int = _DEFAULTS["answer_max_tokens"]
+    answer_require_alphanumeric: bool = _DEFAULTS["answer_require_alphanumeric"]
+    device: str = _DEFAULTS["device"]
+    dtype: str = _DEFAULTS["dtype"]
+    max_batch_size: int = _DEFAULTS["max_batch_size"]
+    batch_wait_ms: float = _DEFAULTS["batch_wait_ms"]
+    confidence_weight: float = _DEFAULTS["confidence_weight"]
+    verifiable_weight: float = _DEFAULTS["verifiable_weight"]
+    invalid_score: float | None = _DEFAULTS["invalid_score"]  # None: the signal's floor, see floor_score()
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any], policy_path: str | None = None) -> SelfConfidenceSettings:

@@ -23,7 +23,6 @@ for as long as the collapse goes on.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
@@ -33,7 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rlsf_verl.errors import unknown_name_error
+from rlsf_verl.config import yaml_defaults
+from rlsf_verl.errors import settings_values, unknown_name_error
 from rlsf_verl.io import atomic_write_json
 
 ACTIONS = ("warn", "stop", "shift_to_verifiable")
@@ -119,53 +119,31 @@ INDICATORS: dict[str, _Indicator] = {
 }
 
 
+_DEFAULTS = yaml_defaults("rlsf_defaults.yaml", CONFIG_FIELD)
+
+
 @dataclass(frozen=True)
 class CollapseGuardConfig:
     """``rlsf.collapse_guard.*``: when to call an RLIF run collapsing, and what to do then.
 
-    A threshold set to None turns that indicator off. Defaults are read off the curves of "No Free
-    Lunch" (arXiv 2506.17219) as described in each comment; the exact numbers are judgement calls
-    unless a comment says otherwise.
+    A threshold set to None turns that indicator off. The defaults, and why each was chosen, are in
+    ``rlsf_verl/config/rlsf_defaults.yaml`` (read from there, so Hydra and Python agree).
     """
 
-    enable: bool = True
-    # warn: log only, the least intrusive choice when nothing else was asked for.
-    action: str = "warn"
-    # Baseline length. The paper's runs improve for about 20 steps before degrading, so the baseline
-    # must come from the first half of that healthy phase; 10 batch means also average out
-    # step-to-step noise of one batch. Judgement call.
-    window: int = 10
-    # 0: the baseline is the model as it starts, which is what the paper's "worse than before
-    # training" compares with. Raise it if the first steps are unrepresentative (e.g. LR warmup).
-    warmup_steps: int = 0
-    # Entropy below 50% of its baseline. The paper's entropy falls in the helpful phase too (less
-    # under-confidence) but heads toward 0 in the harmful one; halfway separates the two. Judgement call.
-    entropy_drop_ratio: float | None = 0.5
-    # Self-certainty KL(U || p) above 125% of its baseline. Its scale grows with log(vocab size), so a
-    # relative rise is used; it rises steadily under RLIF and 25% is past the early, helpful rise.
-    # Judgement call.
-    certainty_rise_ratio: float | None = 1.25
-    # Mean response length below 60% of its baseline: collapsed runs answer in much shorter responses,
-    # while ordinary drift (dropping rambling) stays well above 60%. Judgement call.
-    length_drop_ratio: float | None = 0.6
-    # Transitional-word rate below 50% of its baseline: the paper shows these words becoming rare as
-    # performance degrades. Judgement call. A baseline of 0 (a model that never uses them) never votes.
-    transitional_drop_ratio: float | None = 0.5
-    # Share of responses stating an answer below 50% of its baseline: a collapsing policy stops
-    # finishing its reasoning with an answer. Judgement call. A baseline of 0 never votes.
-    answer_rate_drop_ratio: float | None = 0.5
-    # Two indicators must agree: each one alone can move for benign reasons (length falls when the
-    # model stops rambling, entropy falls in the helpful phase). Note that entropy and self-certainty
-    # are partly the same signal (the paper shows the objectives are partially equivalent).
-    min_signals: int = 2
-    # Three consecutive steps: one hard batch can dip a batch mean for a step or two. Judgement call.
-    patience: int = 3
-    # Each firing moves a quarter of the weight from the intrinsic to the verifiable reward, so four
-    # firings (at least 4 x patience steps of continued collapse) reach pure RLVR. Judgement call.
-    shift_step: float = 0.25
-    max_verifiable_weight: float = 1.0
-    # The verifiable reward's share before any shift (score = (1 - w) * intrinsic + w * verifiable).
-    initial_verifiable_weight: float = 0.0
+    enable: bool = _DEFAULTS["enable"]
+    action: str = _DEFAULTS["action"]
+    window: int = _DEFAULTS["window"]
+    warmup_steps: int = _DEFAULTS["warmup_steps"]
+    entropy_drop_ratio: float | None = _DEFAULTS["entropy_drop_ratio"]
+    certainty_rise_ratio: float | None = _DEFAULTS["certainty_rise_ratio"]
+    length_drop_ratio: float | None = _DEFAULTS["length_drop_ratio"]
+    transitional_drop_ratio: float | None = _DEFAULTS["transitional_drop_ratio"]
+    answer_rate_drop_ratio: float | None = _DEFAULTS["answer_rate_drop_ratio"]
+    min_signals: int = _DEFAULTS["min_signals"]
+    patience: int = _DEFAULTS["patience"]
+    shift_step: float = _DEFAULTS["shift_step"]
+    max_verifiable_weight: float = _DEFAULTS["max_verifiable_weight"]
+    initial_verifiable_weight: float = _DEFAULTS["initial_verifiable_weight"]
 
     def __post_init__(self) -> None:
         if not isinstance(self.enable, bool):
@@ -211,11 +189,7 @@ class CollapseGuardConfig:
         >>> CollapseGuardConfig.from_mapping({"action": "stop", "patience": 2}).patience
         2
         """
-        known = {f.name for f in dataclasses.fields(cls)}
-        for key in values or {}:
-            if key not in known:
-                raise unknown_name_error(f"{CONFIG_FIELD} key", str(key), known)
-        return cls(**dict(values or {}))
+        return cls(**settings_values(CONFIG_FIELD, cls, values))
 
     @property
     def enabled_indicators(self) -> tuple[str, ...]:

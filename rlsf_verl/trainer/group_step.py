@@ -25,18 +25,21 @@ from typing import Any
 
 import torch
 
+from rlsf_verl.config import yaml_defaults
 from rlsf_verl.errors import settings_values
 from rlsf_verl.rewards.majority import group_majority_votes, majority_vote_metrics
+
+_DEFAULTS = yaml_defaults("rlsf_defaults.yaml", "rlsf.group")
 
 
 @dataclass(frozen=True)
 class GroupStepSettings:
-    """``rlsf.group.*`` of ``rlsf_verl/config/rlsf_trainer.yaml``."""
+    """``rlsf.group.*``; the defaults, documented, are in ``rlsf_verl/config/rlsf_defaults.yaml``."""
 
-    majority_vote: bool = False
-    answer_kind: str = "math"
-    zscore: bool = False
-    eps: float = 1e-6
+    majority_vote: bool = _DEFAULTS["majority_vote"]
+    answer_kind: str = _DEFAULTS["answer_kind"]
+    zscore: bool = _DEFAULTS["zscore"]
+    eps: float = _DEFAULTS["eps"]
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any] | None) -> GroupStepSettings:

@@ -1,7 +1,7 @@
 """RLIF: the policy's own confidence as its reward, turned into token-level scores before the advantage.
 
 ``rlsf.rlif.signal`` names a signal of ``rlsf_verl.signals.registry`` (with ``rlsf.rlif.*`` in
-``rlsf_verl/config/rlsf_trainer.yaml``). By the advantage step verl has already computed, for every
+``rlsf_verl/config/rlsf_defaults.yaml``). By the advantage step verl has already computed, for every
 response token, the old policy's log-prob (``old_log_probs``) and entropy (``entropy``, from the
 old-log-prob pass run with ``calculate_entropy=True``): a signal reading only ``logprob`` and
 ``entropy`` is computed from those fields here. Any other signal (self-certainty, or a user's signal
@@ -33,6 +33,7 @@ from typing import Any
 
 import torch
 
+from rlsf_verl.config import yaml_defaults
 from rlsf_verl.engines import RLIF_SIGNAL_FIELD, VERL_ACTOR_FIELDS, engine_computes
 from rlsf_verl.errors import settings_values, unknown_name_error
 from rlsf_verl.signals import Signal, TokenInputs, get_signal, masked_mean
@@ -41,14 +42,18 @@ from rlsf_verl.trainer.group_step import at_last_token
 LEVELS = ("trajectory", "token")
 
 
+_DEFAULTS = yaml_defaults("rlsf_defaults.yaml", "rlsf.rlif")
+
+
 @dataclass(frozen=True)
 class RLIFSettings:
-    """``rlsf.rlif.*``: which intrinsic signal rewards the policy, and how it mixes with the reward loop."""
+    """``rlsf.rlif.*``: which intrinsic signal rewards the policy, and how it mixes with the reward loop;
+    the defaults, documented, are in ``rlsf_verl/config/rlsf_defaults.yaml``."""
 
-    signal: str | None = None  # None: no intrinsic reward, the reward loop's score is used as is
-    level: str = "trajectory"
-    weight: float = 1.0
-    reward_weight: float = 0.0
+    signal: str | None = _DEFAULTS["signal"]  # None: no intrinsic reward, the reward loop's score is used as is
+    level: str = _DEFAULTS["level"]
+    weight: float = _DEFAULTS["weight"]
+    reward_weight: float = _DEFAULTS["reward_weight"]
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any] | None) -> RLIFSettings:
