@@ -88,7 +88,9 @@ _COMPARE_HTML = html_template(
 <style>body{font-family:sans-serif;margin:24px;color:#222}table{border-collapse:collapse;font-size:13px}
 th,td{border:1px solid #bbb;padding:4px 8px;text-align:right}th{background:#f0f0f0}
 td:first-child,td:nth-child(2),td:nth-child(3){text-align:left}.plots img{max-width:640px;margin:4px}
-.wide img{max-width:100%}</style></head><body>
+.wide img{max-width:100%}.response{margin:8px 0 14px}.label{font-size:13px;color:#555;margin-bottom:2px}
+.tokens{white-space:pre-wrap;font-family:monospace;font-size:13px;line-height:1.7;margin:0;max-width:1100px}
+.tok{border-radius:2px}</style></head><body>
 <h1>Run comparison</h1>
 <table><thead><tr>{% for column in columns %}<th>{{ column }}</th>{% endfor %}</tr></thead><tbody>
 {% for cells in rows %}
@@ -113,9 +115,73 @@ td:first-child,td:nth-child(2),td:nth-child(3){text-align:left}.plots img{max-wi
 {% if reliability %}
 <h2>Reliability</h2><div class="wide"><img src="{{ reliability }}" alt="reliability diagrams"></div>
 {% endif %}
+{% if token_views %}
+<h2>Reward model, token by token</h2>
+<p>{{ token_note }}</p>
+{% for view in token_views %}
+<div class="token-view"><h3>{{ view.name }}</h3>
+<p class="scale">scale: <span class="tok" style="background:{{ view.low_colour }}">{{ view.low | num }}</span> to {# #}
+<span class="tok" style="background:{{ view.high_colour }}">{{ view.high | num }}</span></p>
+{% for response in view.responses %}
+<div class="response"><div class="label">{{ response.label }}</div>
+<pre class="tokens">{% for text, colour, reward in response.tokens %}<span class="tok" {# #}
+style="background:{{ colour }}" title="{{ reward | num(4) }}" data-reward="{{ reward }}">{{ text }}</span>{# #}
+{% endfor %}</pre></div>
+{% endfor %}
+</div>
+{% endfor %}
+{% endif %}
 </body></html>
 """
 )
+
+
+# Said above the token views (the paper's Figure 2).
+TOKEN_NOTE = (
+    "Each token of a held-out response is coloured by the reward model's score of the prompt and the response "
+    "up to that token (red low, white middle, green high, on one scale per run from its lowest to its highest "
+    "score; hover for the value). The last token's score is the response's reward."
+)
+_LOW, _MIDDLE, _HIGH = (215, 48, 39), (247, 247, 247), (26, 152, 80)  # ColorBrewer RdYlGn ends, white middle
+
+
+def reward_colour(value: float, low: float, high: float) -> str:
+    """The CSS colour of ``value`` on a red-white-green scale from ``low`` to ``high`` (white when they are equal).
+
+    >>> reward_colour(0.0, 0.0, 2.0), reward_colour(1.0, 0.0, 2.0), reward_colour(2.0, 0.0, 2.0)
+    ('rgb(215,48,39)', 'rgb(247,247,247)', 'rgb(26,152,80)')
+    """
+    x = 0.5 if high == low else (value - low) / (high - low)
+    a, b, t = (_LOW, _MIDDLE, 2 * x) if x < 0.5 else (_MIDDLE, _HIGH, 2 * x - 1)
+    return "rgb({},{},{})".format(*(round(u + (v - u) * t) for u, v in zip(a, b, strict=True)))
+
+
+def _token_view(entry: dict) -> dict:
+    """One run's token rewards, coloured on one scale so its responses compare."""
+    rows = entry["token_rewards"]
+    low = min(min(row["rewards"]) for row in rows)
+    high = max(max(row["rewards"]) for row in rows)
+    responses = []
+    for row in rows:
+        correct = {True: ", correct", False: ", wrong", None: ""}[row["correct"]]
+        responses.append(
+            {
+                "label": f"held-out pair {row['pair']}, {row['side']}{correct}: reward {row['reward']:.3f}",
+                "tokens": [
+                    (text, reward_colour(reward, low, high), reward)
+                    for text, reward in zip(row["tokens"], row["rewards"], strict=True)
+                ],
+            }
+        )
+    name = entry["name"].rsplit(":", 1)[0]  # a pipeline run enters as <name>:before and <name>:after
+    return {
+        "name": name,
+        "low": low,
+        "high": high,
+        "low_colour": reward_colour(low, low, high),
+        "high_colour": reward_colour(high, low, high),
+        "responses": responses,
+    }
 
 
 def _context(report: dict) -> dict:
@@ -127,6 +193,8 @@ def _context(report: dict) -> dict:
         "notes": [f"{entry['name']}: {note}" for entry in report["runs"] for note in entry["notes"]],
         "curves": curves,
         "reliability": report["plots"]["reliability"],
+        "token_views": [_token_view(entry) for entry in report["runs"] if entry.get("token_rewards")],
+        "token_note": TOKEN_NOTE,
     }
 
 

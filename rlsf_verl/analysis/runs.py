@@ -1,6 +1,7 @@
 """Reading runs for `rlsf-verl compare`: verl training runs (the FileLogger metric log and the
-validation dumps) and RLSF pipeline runs (``eval/before.jsonl``, ``eval/after.jsonl``), into :class:`Run`
-objects. :mod:`rlsf_verl.analysis.compare` describes what each run directory may hold.
+validation dumps) and RLSF pipeline runs (``eval/before.jsonl``, ``eval/after.jsonl``, and the reward
+model's token rewards ``eval/rm_token_rewards.jsonl`` when the run has them), into :class:`Run` objects.
+:mod:`rlsf_verl.analysis.compare` describes what each run directory may hold.
 
 >>> import json, tempfile, pathlib
 >>> run = pathlib.Path(tempfile.mkdtemp()) / "rlvr"
@@ -27,6 +28,7 @@ from typing import Any
 from rlsf_verl.analysis.calibration import CalibrationReport, calibration_report
 
 PIPELINE_STAGES = ("before", "after")  # the RLSF pipeline's eval/<stage>.jsonl files
+TOKEN_REWARDS = "eval/rm_token_rewards.jsonl"  # written by the pipeline's eval_rm stage
 
 # Metric-log series: name -> (title, keys in order of preference; a run uses the first it logs).
 LOG_SERIES: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -88,6 +90,9 @@ class Run:
     log: dict[int, dict[str, float]] = field(default_factory=dict)
     evals: list[EvalPoint] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # The reward model's reward after each token of a few responses (read_token_rewards); a pipeline
+    # run's first Run carries them for the whole run directory.
+    token_rewards: list[dict] = field(default_factory=list)
 
     @property
     def last_eval(self) -> EvalPoint | None:
@@ -313,7 +318,33 @@ def read_pipeline_run(run_dir: str | os.PathLike, name: str, settings: CompareSe
             )
         ]
         runs.append(run)
+    if runs and (run_dir / TOKEN_REWARDS).is_file():
+        runs[0].token_rewards = read_token_rewards(run_dir / TOKEN_REWARDS)
     return runs
+
+
+def read_token_rewards(path: str | os.PathLike) -> list[dict]:
+    """Rows of ``eval/rm_token_rewards.jsonl``: ``pair``, ``side``, ``correct`` (or null), ``tokens`` (texts),
+    ``rewards`` (one finite number per token) and ``reward`` (the last of them), each checked."""
+    path = Path(path)
+    fix = "re-run `rlsf-verl run --from-stage eval_rm` to rewrite it"
+    rows = []
+    for lineno, row in _json_lines(path):
+        where = f"{path}:{lineno}"
+        if not isinstance(row, dict):
+            raise ValueError(f"{where}: expected a JSON object, got {row!r:.60}; {fix}")
+        missing = [name for name in ("pair", "side", "correct", "tokens", "rewards", "reward") if name not in row]
+        if missing:
+            raise ValueError(f"{where}: missing field {missing[0]!r}; {fix}")
+        tokens, rewards = row["tokens"], row["rewards"]
+        if not isinstance(tokens, list) or not tokens or not all(isinstance(t, str) for t in tokens):
+            raise ValueError(f"{where}: 'tokens' must be a non-empty list of strings; {fix}")
+        if not isinstance(rewards, list) or len(rewards) != len(tokens):
+            raise ValueError(f"{where}: 'rewards' must hold one number per token ({len(tokens)}); {fix}")
+        if not all(isinstance(r, int | float) and not isinstance(r, bool) and math.isfinite(r) for r in rewards):
+            raise ValueError(f"{where}: 'rewards' holds a value that is not a finite number; {fix}")
+        rows.append(row)
+    return rows
 
 
 def is_pipeline_run(run_dir: str | os.PathLike) -> bool:

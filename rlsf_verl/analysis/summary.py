@@ -47,7 +47,8 @@ TABLE_NOTE = (
 
 
 def summarise(run: Run) -> dict:
-    """The JSON entry of one run: its last evaluation, last log values, guard events, curves, notes."""
+    """The JSON entry of one run: its last evaluation, last log values, guard events, curves, notes, and
+    (pipeline runs with an eval_rm stage) the reward model's token rewards."""
     final = {}
     for name in LOG_SERIES:
         key, points = run.series(name)
@@ -67,6 +68,7 @@ def summarise(run: Run) -> dict:
         "guard_steps": run.guard_steps(),
         "curves": {name: points for name, points in curves.items() if points},
         "notes": list(run.notes),
+        "token_rewards": run.token_rewards,
     }
 
 
