@@ -1,7 +1,8 @@
 """The RLSF reward model: Bradley-Terry on confidence preference pairs, exported for verl.
 
-Training uses TRL's ``RewardTrainer`` with a peft LoRA on the policy's own base model loaded as
-``AutoModelForSequenceClassification(num_labels=1)``. The LoRA is merged and the result saved as a
+Training uses TRL's ``RewardTrainer`` with a peft LoRA (or, with ``use_lora=False``, on all weights)
+on the policy's own base model loaded as ``AutoModelForSequenceClassification(num_labels=1)``, on one
+process or several (``accelerate launch``). The LoRA is merged and the result saved as a
 plain transformers directory (``*ForSequenceClassification``, tokenizer, ``pad_token_id`` set),
 which verl's reward-model server loads without peft. :func:`train_reward_model` holds out whole
 prompts (:func:`~rlsf_verl.pipeline.preferences.split_pairs`), then chains :func:`fit_reward_model`
@@ -37,45 +38,36 @@ from typing import Any
 
 from rlsf_verl.io import atomic_dir, atomic_write_json
 from rlsf_verl.models import resolve_model_path
+from rlsf_verl.pipeline import processes
 from rlsf_verl.pipeline.preferences import PreferencePair, prompt_for_tokenizer, split_pairs
-from rlsf_verl.pipeline.training import check_training_loss, check_training_settings, import_trl, trainer_arguments
+from rlsf_verl.pipeline.training import (
+    TrainerSettings,
+    check_launch,
+    check_training_loss,
+    import_trl,
+    trainer_arguments,
+)
 
 CONFIG_FILE = "rlsf_reward_model.json"
 
 
 @dataclass
-class RewardModelConfig:
-    """Settings of :func:`train_reward_model`; validated at construction."""
+class RewardModelConfig(TrainerSettings):
+    """Settings of :func:`train_reward_model`; validated at construction. The fields shared with DPO
+    (device, dtype, LoRA or full fine-tuning, ...) come from
+    :class:`~rlsf_verl.pipeline.training.TrainerSettings`."""
 
-    lora_r: int = 8  # paper: LoRA rank 8
-    lora_alpha: int = 16
-    # None: peft's default modules for the architecture (q_proj and v_proj for Llama/Qwen/Gemma).
-    lora_target_modules: list[str] | None = None
     # A usual LoRA rate; the score head starts at zero and is trained in full at this rate.
     learning_rate: float = 1e-4
-    num_train_epochs: float = 1.0
-    max_steps: int = -1  # > 0 overrides num_train_epochs
     per_device_train_batch_size: int = 8
     # Pairs whose prompt+response is longer than this (in tokens) are left out and counted, never
     # truncated: the end of the response holds the answer the preference is about.
     max_length: int = 512
     use_margin: bool = True  # pass the RLSF margin exp(conf_i - conf_j) to the BT loss
     heldout_fraction: float = 0.2  # share of prompts held out for pairwise accuracy
-    seed: int = 0
-    bf16: bool = False  # True on GPUs with bf16; CPU runs float32
-    gradient_checkpointing: bool = False  # True saves memory on large models at ~20% more time
 
     def __post_init__(self) -> None:
-        check_training_settings(
-            "RewardModelConfig",
-            max_steps=self.max_steps,
-            lora_r=self.lora_r,
-            lora_alpha=self.lora_alpha,
-            learning_rate=self.learning_rate,
-            num_train_epochs=self.num_train_epochs,
-            per_device_train_batch_size=self.per_device_train_batch_size,
-            max_length=self.max_length,
-        )
+        super().__post_init__()
         if not 0.0 <= self.heldout_fraction < 1.0:
             raise ValueError(f"RewardModelConfig.heldout_fraction: must be in [0, 1), got {self.heldout_fraction!r}")
 
@@ -250,7 +242,7 @@ def load_base_as_reward_model(base_model: str | os.PathLike):
 class FittedRewardModel:
     """A trained, merged RM in memory (see :func:`fit_reward_model`)."""
 
-    model: Any  # *ForSequenceClassification, num_labels=1, LoRA merged, eval mode
+    model: Any  # *ForSequenceClassification, num_labels=1, any LoRA merged, eval mode
     tokenizer: Any
     trained_pairs: list[PreferencePair]  # the pairs that fit max_length
     n_too_long: int
@@ -261,9 +253,12 @@ class FittedRewardModel:
 def fit_reward_model(
     pairs: Sequence[PreferencePair], base_model: str | os.PathLike, config: RewardModelConfig | None = None
 ) -> FittedRewardModel:
-    """Train a LoRA Bradley-Terry RM on all of ``pairs`` and merge the LoRA; nothing is written."""
+    """Train a Bradley-Terry RM on all of ``pairs`` (LoRA, then merged, or all weights); nothing is written.
+
+    Under ``accelerate launch`` every process calls this and trains on its shard of ``pairs``; each
+    returns the same trained model.
+    """
     from datasets import Dataset
-    from peft import LoraConfig
     from transformers import set_seed
 
     trl = import_trl("reward_model")
@@ -292,13 +287,8 @@ def fit_reward_model(
             "raise RewardModelConfig.max_length or decode shorter traces"
         )
 
-    lora = LoraConfig(
-        task_type="SEQ_CLS",
-        r=config.lora_r,
-        lora_alpha=config.lora_alpha,
-        target_modules=config.lora_target_modules,
-        modules_to_save=["score"],  # the head is new: train it in full, and the merge keeps it
-    )
+    # The head is new: train it in full, and the merge keeps it.
+    lora = config.lora_config("SEQ_CLS", modules_to_save=["score"])
     with tempfile.TemporaryDirectory(prefix=".rlsf-rm-") as scratch:
         args = RewardConfig(**trainer_arguments(config, scratch), max_length=None)  # filtered above, with a count
         trainer = RewardTrainer(
@@ -308,12 +298,15 @@ def fit_reward_model(
             processing_class=tokenizer,
             peft_config=lora,
         )
+        check_launch(trainer)
         output = trainer.train()
     check_training_loss(output.training_loss, "reward model", "RewardModelConfig")
-    merged = trainer.accelerator.unwrap_model(trainer.model).merge_and_unload()
-    merged.eval()
+    trained = trainer.accelerator.unwrap_model(trainer.model)
+    if lora is not None:
+        trained = trained.merge_and_unload()
+    trained.eval()
     return FittedRewardModel(
-        model=merged,
+        model=trained,
         tokenizer=tokenizer,
         trained_pairs=kept,
         n_too_long=len(pairs) - len(kept),
@@ -326,7 +319,8 @@ def save_reward_model(fitted: FittedRewardModel, out_dir: str | os.PathLike, rec
     """Write the merged RM, its tokenizer and ``record`` (as rlsf_reward_model.json) to ``out_dir``.
 
     The directory appears complete or not at all; an existing one is replaced once the new one is
-    complete. It loads with ``AutoModelForSequenceClassification.from_pretrained(out_dir)``.
+    complete; under ``accelerate launch`` the main process writes it and the others wait. It loads with
+    ``AutoModelForSequenceClassification.from_pretrained(out_dir)``.
     """
 
     def build(tmp: Path) -> None:
@@ -334,7 +328,10 @@ def save_reward_model(fitted: FittedRewardModel, out_dir: str | os.PathLike, rec
         fitted.tokenizer.save_pretrained(tmp)
         atomic_write_json(tmp / CONFIG_FILE, record)
 
-    return atomic_dir(out_dir, build)
+    if processes.is_main_process():  # the others wait for the whole directory
+        atomic_dir(out_dir, build)
+    processes.wait_for_everyone()
+    return Path(out_dir)
 
 
 def train_reward_model(

@@ -2,7 +2,9 @@
 
 The policy is trained directly on the pairs (no reward model). With LoRA (the default), the
 reference model is the base with the adapter disabled, so no second copy is held in memory; the
-LoRA is merged before saving, and the output is a plain transformers causal-LM directory.
+LoRA is merged before saving, and the output is a plain transformers causal-LM directory. With
+``use_lora=False`` all weights train and TRL loads a frozen copy of the base as the reference. One
+process, or several under ``accelerate launch`` (DDP or DeepSpeed ZeRO-2), each on its shard.
 
 Data format: TRL's standard (non-conversational) preference format from
 :func:`~rlsf_verl.pipeline.preferences.pairs_to_dataset`. ``prompt`` is already the rendered chat
@@ -28,45 +30,37 @@ from typing import Any
 
 from rlsf_verl.io import atomic_dir, atomic_write_json
 from rlsf_verl.models import resolve_model_path
+from rlsf_verl.pipeline import processes
 from rlsf_verl.pipeline.preferences import PreferencePair, pairs_to_dataset, prompt_for_tokenizer
-from rlsf_verl.pipeline.training import check_training_loss, check_training_settings, import_trl, trainer_arguments
+from rlsf_verl.pipeline.training import (
+    TrainerSettings,
+    check_launch,
+    check_training_loss,
+    check_training_settings,
+    import_trl,
+    trainer_arguments,
+)
 
 CONFIG_FILE = "rlsf_dpo.json"
 
 
 @dataclass
-class DPOTrainingConfig:
-    """Settings of :func:`train_dpo` (named apart from ``trl.DPOConfig``); validated at construction."""
+class DPOTrainingConfig(TrainerSettings):
+    """Settings of :func:`train_dpo` (named apart from ``trl.DPOConfig``); validated at construction. The
+    fields shared with the reward model (device, dtype, LoRA or full fine-tuning with a frozen reference,
+    ...) come from
+    :class:`~rlsf_verl.pipeline.training.TrainerSettings`."""
 
     beta: float = 0.2  # paper
     learning_rate: float = 1e-6  # paper
-    num_train_epochs: float = 1.0
-    max_steps: int = -1  # > 0 overrides num_train_epochs
     per_device_train_batch_size: int = 4
     # prompt + response longer than this (in tokens) is truncated at the end (TRL "keep_start");
     # pairs whose prompt alone fills it are dropped by TRL.
     max_length: int = 512
-    use_lora: bool = True  # False: full fine-tuning, with a frozen copy of the base as reference
-    lora_r: int = 8
-    lora_alpha: int = 16
-    # None: peft's default modules for the architecture (q_proj and v_proj for Llama/Qwen/Gemma).
-    lora_target_modules: list[str] | None = None
-    seed: int = 0
-    bf16: bool = False  # True on GPUs with bf16; CPU runs float32
-    gradient_checkpointing: bool = False  # True saves memory on large models at ~20% more time
 
     def __post_init__(self) -> None:
-        check_training_settings(
-            "DPOTrainingConfig",
-            max_steps=self.max_steps,
-            beta=self.beta,
-            learning_rate=self.learning_rate,
-            num_train_epochs=self.num_train_epochs,
-            per_device_train_batch_size=self.per_device_train_batch_size,
-            max_length=self.max_length,
-            lora_r=self.lora_r,
-            lora_alpha=self.lora_alpha,
-        )
+        super().__post_init__()
+        check_training_settings("DPOTrainingConfig", max_steps=self.max_steps, beta=self.beta)
 
 
 @dataclass
@@ -123,10 +117,10 @@ def train_dpo(
     """DPO-train ``base_model`` on ``pairs`` and save the merged causal LM + tokenizer to ``out_dir``.
 
     ``out_dir`` appears complete or not at all (an existing one is replaced once the new one is
-    complete) and also holds ``rlsf_dpo.json`` (base model, config, result).
+    complete) and also holds ``rlsf_dpo.json`` (base model, config, result). Under ``accelerate launch``
+    every process calls this and trains on its shard of ``pairs``; the main process writes ``out_dir``.
     """
     import torch
-    from peft import LoraConfig
     from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
 
     trl = import_trl("dpo")
@@ -146,26 +140,20 @@ def train_dpo(
     dataset = pairs_to_dataset(
         [dataclasses.replace(pair, prompt=prompt_for_tokenizer(pair.prompt, tokenizer)) for pair in pairs]
     )
-    lora = None
-    if config.use_lora:
-        lora = LoraConfig(
-            task_type="CAUSAL_LM",
-            r=config.lora_r,
-            lora_alpha=config.lora_alpha,
-            target_modules=config.lora_target_modules,
-        )
-
+    # Without LoRA, TRL loads the frozen reference from the same directory (full fine-tuning).
+    lora = config.lora_config("CAUSAL_LM")
     with tempfile.TemporaryDirectory(prefix=".rlsf-dpo-") as scratch:
         args = DPOConfig(**trainer_arguments(config, scratch), beta=config.beta, max_length=config.max_length)
         with _no_dataset_progress_bars():
             trainer = DPOTrainer(
                 model=model, args=args, train_dataset=dataset, processing_class=tokenizer, peft_config=lora
             )
+        check_launch(trainer)
         n_train = len(trainer.train_dataset)
         output = trainer.train()
     check_training_loss(output.training_loss, "DPO", "DPOTrainingConfig")
     policy = trainer.accelerator.unwrap_model(trainer.model)
-    if config.use_lora:
+    if lora is not None:
         policy = policy.merge_and_unload()
     result = DPOResult(path=Path(out_dir), n_train=n_train, train_loss=output.training_loss, n_steps=output.global_step)
 
@@ -175,5 +163,7 @@ def train_dpo(
         record = {"base_model": str(base_model), "config": dataclasses.asdict(config)}
         atomic_write_json(tmp / CONFIG_FILE, {**record, "result": result.to_dict()})
 
-    atomic_dir(out_dir, build)
+    if processes.is_main_process():  # the others wait for the whole directory
+        atomic_dir(out_dir, build)
+    processes.wait_for_everyone()
     return result

@@ -26,6 +26,7 @@ its markers in :mod:`~rlsf_verl.pipeline.run_dir`, the stages (and the decoding 
 from __future__ import annotations
 
 import dataclasses
+import json
 import shutil
 import sys
 import time
@@ -33,6 +34,7 @@ from collections.abc import Callable
 
 from rlsf_verl.errors import unknown_name_error
 from rlsf_verl.io import atomic_write_json
+from rlsf_verl.pipeline import processes
 from rlsf_verl.pipeline.report import format_report, write_report
 from rlsf_verl.pipeline.run_config import (
     DataConfig,
@@ -58,14 +60,24 @@ __all__ = [
 ]
 
 
+# The trainers: under `accelerate launch` every process runs them, each on its shard of the pairs.
+EVERY_PROCESS = ("reward_model", "dpo")
+
+
 class Pipeline:
-    """Runs the stages of ``config.stages`` in :data:`STAGES` order, resumably."""
+    """Runs the stages of ``config.stages`` in :data:`STAGES` order, resumably.
+
+    Under ``accelerate launch`` (:mod:`~rlsf_verl.pipeline.processes`) every process runs the
+    :data:`EVERY_PROCESS` stages; the main process alone runs the others, logs, and writes the run
+    directory (outputs, stage markers, report), and every process waits for it after each stage.
+    """
 
     def __init__(self, config: PipelineConfig, log: Callable[[str], None] = print):
         self.config = config
         self.run = RunDir(config.run_dir)
-        self.log = log
-        self.context = StageContext(config, self.run, log)
+        self.main = processes.is_main_process()
+        self.log = log if self.main else _quiet
+        self.context = StageContext(config, self.run, self.log)
 
     def record(self) -> None:
         """Write the resolved config, library versions and command line of this run."""
@@ -76,30 +88,43 @@ class Pipeline:
         """Run the configured stages; ``from_stage`` redoes that stage and every later one."""
         if from_stage is not None and from_stage not in STAGES:
             raise unknown_name_error("stage", from_stage, STAGES)
-        self.run.root.mkdir(parents=True, exist_ok=True)
-        self.run.remove_temporaries()
-        self.record()
-        redo = STAGES[STAGES.index(from_stage) :] if from_stage else ()
-        for stage in stages_to_run(self.config):
+        stages = stages_to_run(self.config)
+        if self.main:
+            self.run.root.mkdir(parents=True, exist_ok=True)
+            self.run.remove_temporaries()
+            self.record()
+            for stage in STAGES[STAGES.index(from_stage) :] if from_stage else ():
+                if stage in stages:
+                    self.run.marker(stage).unlink(missing_ok=True)
+                    if stage == "decode":
+                        shutil.rmtree(self.run / "decode_parts", ignore_errors=True)
+        processes.wait_for_everyone()
+        for stage in stages:
             recorded_config = fingerprint(stage, self.config)
-            if stage in redo:
-                self.run.marker(stage).unlink(missing_ok=True)
-                if stage == "decode":
-                    shutil.rmtree(self.run / "decode_parts", ignore_errors=True)
             if self.run.finished(stage, recorded_config):
                 self.log(f"[{stage}] already finished, skipped")
                 continue
-            self.log(f"[{stage}] running")
-            started = time.monotonic()
-            summary = STAGE_TABLE[stage].run(self.context)
-            self.run.mark(stage, recorded_config, time.monotonic() - started, summary)
-            self.log(f"[{stage}] done in {time.monotonic() - started:.0f} s")
+            if self.main or stage in EVERY_PROCESS:
+                self.log(f"[{stage}] running")
+                started = time.monotonic()
+                summary = STAGE_TABLE[stage].run(self.context)
+                if self.main:
+                    self.run.mark(stage, recorded_config, time.monotonic() - started, summary)
+                self.log(f"[{stage}] done in {time.monotonic() - started:.0f} s")
+            processes.wait_for_everyone()
         return self.report()
 
     def report(self) -> dict:
-        """The before/after table of a finished run, also written as report.json and report.md."""
-        head = {"model": self.config.model, "signal": self.config.signal, "run_dir": str(self.run.root)}
-        return write_report(self.run, STAGES, head)
+        """The before/after table of a finished run, also written (by the main process) as report.json and report.md."""
+        if self.main:
+            head = {"model": self.config.model, "signal": self.config.signal, "run_dir": str(self.run.root)}
+            write_report(self.run, STAGES, head)
+        processes.wait_for_everyone()
+        return json.loads((self.run / "report.json").read_text())
+
+
+def _quiet(message: str) -> None:
+    """The log of every process but the main one: a launch logs once."""
 
 
 def run_pipeline(config: PipelineConfig, from_stage: str | None = None, log: Callable[[str], None] = print) -> dict:

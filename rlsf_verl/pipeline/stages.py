@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rlsf_verl.io import atomic_write_json, atomic_write_jsonl
+from rlsf_verl.pipeline import processes
 from rlsf_verl.pipeline.run_dir import RunDir, read_jsonl
 
 if TYPE_CHECKING:
@@ -191,7 +192,8 @@ def run_reward_model(ctx: StageContext) -> dict:
     from rlsf_verl.pipeline.bradley_terry import train_reward_model
 
     result = train_reward_model(ctx.pairs(), ctx.model_path(), ctx.run / "reward_model", ctx.config.reward_model)
-    atomic_write_json(ctx.run / "reward_model_result.json", result.to_dict())
+    if processes.is_main_process():  # every process trains (accelerate launch); one writes
+        atomic_write_json(ctx.run / "reward_model_result.json", result.to_dict())
     return result.to_dict()
 
 
@@ -199,7 +201,8 @@ def run_dpo(ctx: StageContext) -> dict:
     from rlsf_verl.pipeline.dpo import train_dpo
 
     result = train_dpo(ctx.pairs(), ctx.model_path(), ctx.run / "dpo_model", ctx.config.dpo)
-    atomic_write_json(ctx.run / "dpo_result.json", result.to_dict())
+    if processes.is_main_process():  # every process trains (accelerate launch); one writes
+        atomic_write_json(ctx.run / "dpo_result.json", result.to_dict())
     return result.to_dict()
 
 

@@ -63,11 +63,51 @@ def test_config_defaults_follow_the_paper_lora_rank_and_use_the_margin():
 
 
 @pytest.mark.parametrize(
-    "field, value", [("lora_r", 0), ("learning_rate", -1.0), ("max_steps", 0), ("heldout_fraction", 1.0)]
+    "field, value",
+    [
+        ("lora_r", 0),
+        ("learning_rate", -1.0),
+        ("max_steps", 0),
+        ("heldout_fraction", 1.0),
+        ("gradient_accumulation_steps", 0),
+        ("device", "tpu"),
+        ("dtype", "float16"),
+    ],
 )
 def test_config_rejects_bad_values_naming_the_field(field, value):
     with pytest.raises(ValueError, match=f"RewardModelConfig.{field}"):
         RewardModelConfig(**{field: value})
+
+
+def test_cpu_float32_with_lora_stays_the_default():
+    config = RewardModelConfig()
+    assert (config.device, config.dtype, config.use_lora, config.gradient_checkpointing) == (
+        "auto",
+        "float32",
+        True,
+        False,
+    )
+
+
+def test_full_fine_tuning_trains_every_weight_and_learns_the_toy_preference(base, toy_split):
+    train, heldout = toy_split
+    config = RewardModelConfig(learning_rate=1e-3, max_steps=12, per_device_train_batch_size=8, use_lora=False)
+    fitted = fit_reward_model(train, base, config)
+    lm = AutoModelForCausalLM.from_pretrained(base)
+    # k_proj and the MLP are no LoRA target: only full fine-tuning moves them
+    attention = fitted.model.model.layers[0].self_attn
+    assert not torch.equal(attention.k_proj.weight, lm.model.layers[0].self_attn.k_proj.weight)
+    assert not torch.equal(fitted.model.model.layers[0].mlp.up_proj.weight, lm.model.layers[0].mlp.up_proj.weight)
+    assert type(fitted.model).__name__.endswith("ForSequenceClassification")  # no peft wrapper
+    assert pairwise_accuracy(fitted.model, fitted.tokenizer, heldout) > 0.8
+
+
+def test_gradient_checkpointing_trains_to_the_same_loss(base, toy_split):
+    # Checkpointing recomputes activations in the backward pass: the same numbers, less memory.
+    one_step = dict(learning_rate=3e-3, max_steps=2, per_device_train_batch_size=8)
+    plain = fit_reward_model(toy_split[0], base, RewardModelConfig(**one_step))
+    checkpointed = fit_reward_model(toy_split[0], base, RewardModelConfig(**one_step, gradient_checkpointing=True))
+    assert checkpointed.train_loss == pytest.approx(plain.train_loss, rel=1e-5)
 
 
 def test_reward_model_text_ends_the_assistant_turn_as_the_chat_template_does(base):

@@ -76,7 +76,17 @@ def test_config_defaults_are_the_papers_beta_and_learning_rate_with_lora_r8():
     assert (config.beta, config.learning_rate, config.use_lora, config.lora_r) == (0.2, 1e-6, True, 8)
 
 
-@pytest.mark.parametrize("field, value", [("beta", 0.0), ("learning_rate", -1e-6), ("max_steps", -2)])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("beta", 0.0),
+        ("learning_rate", -1e-6),
+        ("max_steps", -2),
+        ("gradient_accumulation_steps", 0),
+        ("device", "gpu"),
+        ("dtype", "bf16"),
+    ],
+)
 def test_config_rejects_bad_values_naming_the_field(field, value):
     with pytest.raises(ValueError, match=f"DPOTrainingConfig.{field}"):
         DPOTrainingConfig(**{field: value})
