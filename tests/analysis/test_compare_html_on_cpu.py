@@ -1,4 +1,5 @@
-"""`report.html` of `rlsf-verl compare` opens in headless Chromium with every plot loaded and visible.
+"""`report.html` of `rlsf-verl compare` opens in headless Chromium with every plot loaded and visible, and the
+reward model's token view (the paper's Figure 2) of a pipeline run with every token drawn in its reward's colour.
 
 Needs Debian's Chromium (`apt-get install chromium`); without it these tests fail and say so.
 """
@@ -19,13 +20,54 @@ from verl.utils.tracking import FileLogger
 from rlsf_verl.analysis.compare import compare_runs
 
 WINDOW = (1400, 3200)
-# The probe records, once the page has loaded, each image's natural width and where it sits on the page.
+# The probe records, once the page has loaded, each image's natural width and where it sits on the page,
+# and each token of the token view: its text, reward, drawn background colour and box.
 PROBE = """<script>window.addEventListener("load", () => {
   const images = [...document.images].map((img) => { const r = img.getBoundingClientRect();
     return {src: img.getAttribute("src"), natural: img.naturalWidth, x: r.left + scrollX, y: r.top + scrollY,
             width: r.width, height: r.height}; });
-  document.body.setAttribute("data-probe", JSON.stringify({images, height: document.body.scrollHeight}));
+  const tokens = [...document.querySelectorAll("pre.tokens .tok")].map((span) => {
+    const r = span.getClientRects()[0] || {left: 0, top: 0, width: 0, height: 0};
+    return {text: span.textContent, reward: Number(span.dataset.reward),
+            background: getComputedStyle(span).backgroundColor,
+            x: r.left + scrollX, y: r.top + scrollY, width: r.width, height: r.height}; });
+  document.body.setAttribute("data-probe", JSON.stringify({images, tokens, height: document.body.scrollHeight}));
 });</script>"""
+# The token view's rows, as the eval_rm stage writes them: rewards that rise along the chosen response
+# and fall along the rejected one.
+TOKEN_ROWS = [
+    {
+        "pair": 0,
+        "prompt_index": 3,
+        "side": "chosen",
+        "correct": True,
+        "tokens": ["7", " +", " 5", " =", " 12", ".", "<|im_end|>", "\n"],
+        "rewards": [-0.2, 0.1, 0.3, 0.35, 0.9, 1.1, 1.1, 1.25],
+        "reward": 1.25,
+    },
+    {
+        "pair": 0,
+        "prompt_index": 3,
+        "side": "rejected",
+        "correct": False,
+        "tokens": ["7", " +", " 5", " =", " 13", "<|im_end|>", "\n"],
+        "rewards": [-0.2, 0.1, 0.3, 0.35, -0.8, -0.8, -0.95],
+        "reward": -0.95,
+    },
+]
+
+
+def make_pipeline_run(run: Path, rng: np.random.Generator) -> Path:
+    """An `rlsf-verl run` directory: its before/after evaluation and the eval_rm stage's token rewards."""
+    (run / "eval").mkdir(parents=True)
+    for stage, p_correct in (("before", 0.4), ("after", 0.6)):
+        rows = [
+            {"correct": bool(rng.random() < p_correct), "confidence": float(rng.uniform(0.1, 0.9)), "no_answer": False}
+            for _ in range(30)
+        ]
+        (run / "eval" / f"{stage}.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    (run / "eval" / "rm_token_rewards.jsonl").write_text("".join(json.dumps(row) + "\n" for row in TOKEN_ROWS))
+    return run
 
 
 def chromium() -> str:
@@ -104,6 +146,7 @@ def report_dir(tmp_path_factory) -> Path:
             )
             for name, low, p_correct in (("rlif", 0.1, 0.3), ("rlvr", 0.7, 0.8))
         ]
+    runs.append(make_pipeline_run(root / "rlsf", rng))
     out = root / "report"
     compare_runs(runs, out)
     return out
@@ -154,3 +197,40 @@ def test_screenshot_shows_a_drawn_plot_in_every_image_region(report_dir, probe, 
         assert ink > 0.02 and blue > 100, f"{image['src']}: ink {ink:.3f}, blue pixels {blue}"
     above = pixels[: round(min(image["y"] for image in probe["images"]))]
     assert (above.sum(axis=2) < 600).mean() > 0.01, "no table text above the plots"
+
+
+def rgb(css: str) -> tuple[int, ...]:
+    return tuple(int(v) for v in re.findall(r"\d+", css)[:3])
+
+
+def test_the_token_view_draws_every_token_of_the_pipeline_runs_responses_in_order(probe):
+    tokens = probe["tokens"]
+    assert [t["text"] for t in tokens] == [text for row in TOKEN_ROWS for text in row["tokens"]]
+    assert [t["reward"] for t in tokens] == [r for row in TOKEN_ROWS for r in row["rewards"]]
+    for token in tokens:
+        if token["text"].strip():
+            assert token["width"] > 3 and token["height"] > 8, token
+
+
+def test_each_token_is_coloured_by_its_reward_red_low_to_green_high(probe):
+    tokens = probe["tokens"]
+    lowest, highest = min(tokens, key=lambda t: t["reward"]), max(tokens, key=lambda t: t["reward"])
+    assert rgb(lowest["background"]) == (215, 48, 39) and rgb(highest["background"]) == (26, 152, 80)
+    greenness = [(t["reward"], rgb(t["background"])[1] - rgb(t["background"])[0]) for t in tokens]
+    ordered = [g for _, g in sorted(greenness)]
+    assert ordered == sorted(ordered) and ordered[0] < 0 < ordered[-1]  # redder below, greener above
+
+
+def test_screenshot_shows_the_token_colours(report_dir, probe, tmp_path):
+    shot = tmp_path / "report.png"
+    run_chromium(report_dir / "report.html", tmp_path, f"--screenshot={shot}")
+    pixels = np.asarray(Image.open(shot).convert("RGB")).astype(int)
+    for token in probe["tokens"]:
+        if not token["text"].strip():
+            continue
+        assert token["y"] + token["height"] <= WINDOW[1], "the token view is below the screenshot window"
+        x, y, w, h = (round(token[k]) for k in ("x", "y", "width", "height"))
+        region = pixels[y : y + h, x : x + w].reshape(-1, 3)
+        expected = np.array(rgb(token["background"]))
+        share = (np.abs(region - expected).sum(axis=1) < 12).mean()  # the background, around the glyphs
+        assert share > 0.3, f"{token['text']!r}: {share:.2f} of its box has its colour {token['background']}"
