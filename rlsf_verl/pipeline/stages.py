@@ -11,7 +11,7 @@ the place it runs. Adding a decoding backend: :meth:`StageContext.decoder` is th
 turns a model directory into a :class:`rlsf_verl.pipeline.decode.CoTDecoder`.
 
 >>> STAGES
-('problems', 'decode', 'confidence', 'pairs', 'reward_model', 'dpo', 'evaluate')
+('problems', 'decode', 'confidence', 'pairs', 'reward_model', 'eval_rm', 'dpo', 'evaluate')
 >>> from rlsf_verl.pipeline.run_config import PipelineConfig
 >>> sorted(fingerprint("pairs", PipelineConfig()))
 ['data', 'decode', 'model', 'signal', 'tau']
@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from rlsf_verl.io import atomic_write_json, atomic_write_jsonl
 from rlsf_verl.pipeline import processes
+from rlsf_verl.pipeline.reward_eval import run_eval_rm
 from rlsf_verl.pipeline.run_dir import RunDir, read_jsonl
 
 if TYPE_CHECKING:
@@ -273,6 +274,7 @@ STAGE_TABLE: dict[str, Stage] = {
         Stage("confidence", ("decode",), (), run_confidence),
         Stage("pairs", ("confidence",), ("tau",), run_pairs),
         Stage("reward_model", ("pairs",), ("reward_model",), run_reward_model),
+        Stage("eval_rm", ("reward_model",), (), run_eval_rm),  # the RM on its held-out pairs (reward_eval.py)
         Stage("dpo", ("pairs",), ("dpo",), run_dpo),
         Stage("evaluate", ("problems",), ("model", "decode", "signal"), run_evaluate),
     )
