@@ -6,33 +6,36 @@ import os
 import subprocess
 import sys
 import textwrap
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from rlsf_verl import plugin
 
 
-def run_python(code: str, tmp_path, extra_modules: str = "", **env_vars: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", **env_vars)
+def run_python(code: str, folder, extra_modules: str = "", **env_vars: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=f"{folder}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", **env_vars)
     env[plugin.EXTRA_MODULES_ENV] = extra_modules
     env.pop(plugin.LOG_LEVEL_ENV, None)
     return subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code)],
         env=env,
-        cwd=tmp_path,
+        cwd=folder,
         capture_output=True,
         text=True,
         timeout=300,
     )
 
 
-def test_import_verl_alone_registers_the_plugin_and_logs_one_line(tmp_path):
-    (tmp_path / "user_rewards.py").write_text(
-        "from rlsf_verl.rewards import register_reward_function\n"
-        "@register_reward_function('user_constant')\n"
-        "def constant(**kwargs):\n    return 1.0\n"
-    )
-    result = run_python(
+# Fresh interpreters, one per check: each imports verl once with its own environment (the plugin
+# registers at `import verl`). name -> (files to write beside it, code, extra modules, environment).
+FRESH_PROCESSES = {
+    "import_verl_alone": (
+        {
+            "user_rewards.py": "from rlsf_verl.rewards import register_reward_function\n"
+            "@register_reward_function('user_constant')\n"
+            "def constant(**kwargs):\n    return 1.0\n"
+        },
         """
         import json, sys
         import verl
@@ -40,9 +43,65 @@ def test_import_verl_alone_registers_the_plugin_and_logs_one_line(tmp_path):
         print(json.dumps({"registered": plugin.register() is plugin.register(),
                           "functions": plugin.register().reward_functions}))
         """,
-        tmp_path,
-        extra_modules="user_rewards",
-    )
+        "user_rewards",
+        {},
+    ),
+    "our_engine": (
+        {},
+        """
+        import json, sys
+        import verl
+        from verl.workers.engine.base import EngineRegistry
+        engine = EngineRegistry.get_engine_cls("language_model", "fsdp")
+        print(json.dumps({"engine": f"{engine.__module__}.{engine.__name__}",
+                          "engines": sys.modules["rlsf_verl.plugin"].register().engines}))
+        """,
+        "",
+        {"VERL_ENGINE_VENDOR": "rlsf", "VERL_ENGINE_DEVICE": "cuda"},
+    ),
+    "broken_registration": (
+        {"broken_signals.py": "raise RuntimeError('deliberately broken registration')\n"},
+        """
+        import sys
+        import verl  # verl swallows plugin errors at DEBUG level; ours must still be visible
+        plugin = sys.modules.get("rlsf_verl.plugin")
+        print("plugin loaded:", plugin is not None and plugin._registration is not None)
+        """,
+        "broken_signals",
+        {},
+    ),
+    "core_only": (
+        {},
+        """
+        import sys
+        import rlsf_verl, rlsf_verl.signals, rlsf_verl.answers, rlsf_verl.compat, rlsf_verl.errors
+        heavy = sorted(m for m in ("verl", "ray", "transformers", "trl", "datasets") if m in sys.modules)
+        print(",".join(heavy) or "none")
+        """,
+        "",
+        {},
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def fresh(tmp_path_factory) -> dict[str, subprocess.CompletedProcess]:
+    """name -> the finished process of each FRESH_PROCESSES check, all started at once: most of their
+    time is importing verl, one core each."""
+
+    def start(name):
+        files, code, extra_modules, env_vars = FRESH_PROCESSES[name]
+        folder = tmp_path_factory.mktemp(name)
+        for file, text in files.items():
+            (folder / file).write_text(text)
+        return run_python(code, folder, extra_modules, **env_vars)
+
+    with ThreadPoolExecutor(max_workers=len(FRESH_PROCESSES)) as pool:
+        return dict(zip(FRESH_PROCESSES, pool.map(start, FRESH_PROCESSES), strict=True))
+
+
+def test_import_verl_alone_registers_the_plugin_and_logs_one_line(fresh):
+    result = fresh["import_verl_alone"]
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["registered"] is True
@@ -53,20 +112,8 @@ def test_import_verl_alone_registers_the_plugin_and_logs_one_line(tmp_path):
     assert "extra modules user_rewards" in lines[0]
 
 
-def test_workers_told_to_use_our_engine_register_it_on_import_verl(tmp_path):
-    result = run_python(
-        """
-        import json, sys
-        import verl
-        from verl.workers.engine.base import EngineRegistry
-        engine = EngineRegistry.get_engine_cls("language_model", "fsdp")
-        print(json.dumps({"engine": f"{engine.__module__}.{engine.__name__}",
-                          "engines": sys.modules["rlsf_verl.plugin"].register().engines}))
-        """,
-        tmp_path,
-        VERL_ENGINE_VENDOR="rlsf",
-        VERL_ENGINE_DEVICE="cuda",
-    )
+def test_workers_told_to_use_our_engine_register_it_on_import_verl(fresh):
+    result = fresh["our_engine"]
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["engine"] == "rlsf_verl.engines.fsdp.RLIFFSDPEngine"
@@ -74,18 +121,8 @@ def test_workers_told_to_use_our_engine_register_it_on_import_verl(tmp_path):
     assert report["engines"] == ["rlsf_verl.engines.fsdp.RLIFFSDPEngine", *megatron]
 
 
-def test_broken_registration_is_reported_not_swallowed(tmp_path):
-    (tmp_path / "broken_signals.py").write_text("raise RuntimeError('deliberately broken registration')\n")
-    result = run_python(
-        """
-        import sys
-        import verl  # verl swallows plugin errors at DEBUG level; ours must still be visible
-        plugin = sys.modules.get("rlsf_verl.plugin")
-        print("plugin loaded:", plugin is not None and plugin._registration is not None)
-        """,
-        tmp_path,
-        extra_modules="broken_signals",
-    )
+def test_broken_registration_is_reported_not_swallowed(fresh):
+    result = fresh["broken_registration"]
     assert result.returncode == 0, result.stderr
     assert "plugin loaded: False" in result.stdout
     assert "[rlsf-verl] ERROR registration with verl failed" in result.stderr
@@ -93,16 +130,8 @@ def test_broken_registration_is_reported_not_swallowed(tmp_path):
     assert "RuntimeError: deliberately broken registration" in result.stderr
 
 
-def test_importing_the_core_stays_light(tmp_path):
-    result = run_python(
-        """
-        import sys
-        import rlsf_verl, rlsf_verl.signals, rlsf_verl.answers, rlsf_verl.compat, rlsf_verl.errors
-        heavy = sorted(m for m in ("verl", "ray", "transformers", "trl", "datasets") if m in sys.modules)
-        print(",".join(heavy) or "none")
-        """,
-        tmp_path,
-    )
+def test_importing_the_core_stays_light(fresh):
+    result = fresh["core_only"]
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "none"
 
