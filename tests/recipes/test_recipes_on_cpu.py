@@ -24,11 +24,11 @@ from readme_blocks import bash_commands  # noqa: E402  (a helper in tests/)
 
 REPO = Path(__file__).resolve().parents[2]
 RECIPES = REPO / "recipes"
-# cpu_smoke/ trains for real on a CPU in its own venv (tests/e2e_cpu); the others are GPU launches
-CPU_SMOKE = RECIPES / "cpu_smoke"
+# cpu_smoke/ and cpu_compare/ train for real on a CPU in their own venv (tests/e2e_cpu); the others are GPU launches
+CPU_RECIPES = (RECIPES / "cpu_smoke", RECIPES / "cpu_compare")
 # run_*_8gpu.sh: the pipeline and verl on one machine, dry-run tested in test_node_recipes_on_cpu.py
 NODE_SCRIPTS = sorted(RECIPES.glob("*/run_*_8gpu.sh"))
-SCRIPTS = sorted(p for p in RECIPES.glob("*/run_*.sh") if p.parent != CPU_SMOKE and p not in NODE_SCRIPTS)
+SCRIPTS = sorted(p for p in RECIPES.glob("*/run_*.sh") if p.parent not in CPU_RECIPES and p not in NODE_SCRIPTS)
 READMES = sorted(RECIPES.glob("**/README.md"))
 
 # route folder -> the reward function and manager its scripts select
@@ -297,7 +297,7 @@ def test_readme_command_is_a_recipe_script_an_rlsf_verl_command_or_a_python_modu
     command = " ".join(words)
     if words[0] == "bash":
         script = (REPO / words[1]).resolve()
-        assert script in SCRIPTS or script in NODE_SCRIPTS or (script.parent == CPU_SMOKE and script.is_file()), (
+        assert script in SCRIPTS or script in NODE_SCRIPTS or (script.parent in CPU_RECIPES and script.is_file()), (
             f"{readme}: {words[1]} is not a recipe script"
         )
     elif words[0] == "rlsf-verl":

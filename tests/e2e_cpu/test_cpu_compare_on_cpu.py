@@ -1,0 +1,141 @@
+"""recipes/cpu_compare end to end on SmolLM2-135M-Instruct, at tiny sizes: the RLSF reward model from
+``rlsf-verl run``, then verl's trainer for 2 steps on each route (RLVR, RLIF self-certainty, RLIF
+negative entropy, TTRL majority vote, RLSF reward model), each validated before and after with a
+confidence column, then ``rlsf-verl compare`` over them, all from the one script a user runs.
+
+Each route must log finite metrics, write validation dumps whose every row has a confidence in [0, 1],
+appear in the comparison with a calibration, and train on a reward that moves: some of its training
+responses must get a non-zero GRPO advantage (a reward that is zero or constant across every group
+gives none, silently). The fraction of responses with a non-zero advantage, per route, is written to
+``<work>/advantage_fractions.json`` and printed.
+
+Needs the trl-free verl environment (``$RLSF_CPU_E2E_PYTHON`` or ``./.venv-cpu-e2e``, made by
+recipes/cpu_smoke/setup_venv.sh), this repository's ``.venv`` (the pipeline, with TRL) and the
+embedded SmolLM2 (``rlsf_verl.models.materialize_default_model()``). Minutes per route on 2 cores;
+``RLSF_CPU_COMPARE_WORK_DIR=<dir>`` keeps the routes that finished for the next run (the settings below
+must not change in between).
+"""
+
+import json
+import math
+import os
+import subprocess
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PYTHON = Path(os.environ.get("RLSF_CPU_E2E_PYTHON", ROOT / ".venv-cpu-e2e" / "bin" / "python"))
+PIPELINE_CLI = ROOT / ".venv" / "bin" / "rlsf-verl"
+SCRIPT = ROOT / "recipes" / "cpu_compare" / "run_compare_smollm2_cpu.sh"
+ROUTES = ("rlvr", "self_certainty", "neg_entropy", "ttrl", "rlsf")
+STEPS = 2
+# Tiny but not degenerate: 4 responses per prompt give GRPO groups whose rewards can differ.
+TINY = {
+    "STEPS": str(STEPS),
+    "N_TRAIN": "4",
+    "N_VAL": "2",
+    "TRAIN_BATCH_SIZE": "2",
+    "ROLLOUT_N": "4",
+    "MAX_RESPONSE_LENGTH": "64",
+    "RM_OVERRIDES": "decode.k=4 decode.max_new_tokens=64 tau=0.5 reward_model.max_steps=2",
+}
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.e2e,
+    pytest.mark.skipif(
+        not PYTHON.exists() or not PIPELINE_CLI.exists(),
+        reason=f"needs the trl-free verl environment ({PYTHON}; recipes/cpu_smoke/setup_venv.sh) and "
+        f"the pipeline environment ({PIPELINE_CLI}; dev/setup_venv.sh)",
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory) -> Path:
+    from rlsf_verl.models import materialize_default_model
+
+    # The script is resumable route by route: a work directory given here keeps finished routes across runs.
+    work = Path(os.environ.get("RLSF_CPU_COMPARE_WORK_DIR") or tmp_path_factory.mktemp("cpu_compare"))
+    work.mkdir(parents=True, exist_ok=True)
+    env = {
+        **os.environ,
+        **TINY,
+        "WORK_DIR": str(work),
+        "PYTHON": str(PYTHON),
+        "RLSF_VERL": str(PIPELINE_CLI),
+        "MODEL_PATH": str(materialize_default_model()),
+    }
+    log = work / "compare.log"
+    with open(log, "w") as out:
+        done = subprocess.run(["bash", str(SCRIPT)], env=env, cwd=work, stdout=out, stderr=subprocess.STDOUT)
+    assert done.returncode == 0, f"{SCRIPT.name} failed ({done.returncode}); last lines:\n" + "\n".join(
+        log.read_text().splitlines()[-40:]
+    )
+    return work
+
+
+def _lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_each_route_logs_finite_metrics_every_step(work, route):
+    rows = _lines(work / "runs" / route / "metrics.jsonl")
+    steps = {row["step"] for row in rows if "actor/pg_loss" in row["data"]}
+    assert steps == set(range(1, STEPS + 1)), f"{route}: training steps logged {sorted(steps)}"
+    for row in rows:
+        for key, value in row["data"].items():
+            if key.startswith(("actor/", "critic/score", "critic/advantages", "timing_s/")):
+                where = f"{route} step {row['step']}: {key}={value!r}"
+                assert isinstance(value, int | float) and math.isfinite(value), where
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_each_route_validates_before_and_after_with_a_confidence(work, route):
+    dumps = work / "runs" / route / "validation"
+    assert sorted(int(p.stem) for p in dumps.glob("*.jsonl")) == [0, STEPS]
+    for dump in dumps.glob("*.jsonl"):
+        rows = _lines(dump)
+        assert len(rows) == int(TINY["N_VAL"]), dump
+        for row in rows:
+            assert 0.0 <= row["confidence"] <= 1.0 and row["acc"] in (0.0, 1.0), (dump, row)
+            assert (row["confidence"] == 0.0) >= (row["no_answer"] == 1), (dump, row)  # no answer: the floor
+
+
+def test_every_route_is_in_the_comparison_with_a_calibration(work):
+    report = json.loads((work / "report" / "report.json").read_text())
+    runs = {run["name"]: run for run in report["runs"]}
+    assert set(runs) == set(ROUTES)
+    for name, run in runs.items():
+        assert run["eval"]["step"] == STEPS and run["eval"]["calibration"] is not None, (name, run["eval"])
+
+
+def nonzero_advantage_fraction(rollout_dump: Path) -> float:
+    """Share of a step's responses whose GRPO advantage is non-zero: score != its group's mean.
+
+    verl's rollout dump holds each response's final reward (after rlsf-verl's group and RLIF steps)
+    under a uid ``<prompt>_<response>_<output>``.
+    """
+    groups = defaultdict(list)
+    for row in _lines(rollout_dump):
+        groups[row["uid"].rsplit("_", 2)[0]].append(row["score"])
+    moved = sum(abs(s - sum(g) / len(g)) > 1e-6 for g in groups.values() for s in g)
+    return moved / sum(len(g) for g in groups.values())
+
+
+def test_no_route_trains_on_a_zero_or_constant_reward(work):
+    fractions = {
+        route: {
+            int(p.stem): nonzero_advantage_fraction(p)
+            for p in sorted((work / "runs" / route / "rollouts").glob("*.jsonl"))
+        }
+        for route in ROUTES
+    }
+    (work / "advantage_fractions.json").write_text(json.dumps(fractions, indent=1))
+    print("non-zero advantage fraction per route and step:", json.dumps(fractions))
+    for route, by_step in fractions.items():
+        assert sorted(by_step) == list(range(1, STEPS + 1)), (route, by_step)
+        assert max(by_step.values()) > 0, f"{route}: every group's reward was constant in every step"
