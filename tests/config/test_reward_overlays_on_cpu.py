@@ -4,6 +4,7 @@ resolve to our function or manager, and misspelt names fail before training with
 import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -69,27 +70,10 @@ def test_misspelt_names_fail_before_training(overrides, message):
         check_config(compose(*overrides))
 
 
-def _run(*args, cwd, timeout=240):
-    """Run in ``cwd``: Hydra writes its outputs/ folder into the working directory."""
-    env = {**os.environ, "HYDRA_FULL_ERROR": "0"}
-    return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd)
-
-
-def test_main_ppo_refuses_a_misspelt_reward_in_one_line_even_in_a_dry_run(tmp_path):
-    """``--cfg job`` (the recipes' DRY_RUN) checks the config too, and leaves no files behind."""
-    result = _run(
-        "-m", "rlsf_verl.main_ppo", "reward.custom_reward_function.name=rlvr_mth", "--cfg", "job", cwd=tmp_path
-    )
-    assert result.returncode != 0
-    last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("rlsf-verl: config error: reward.custom_reward_function.name: unknown reward function")
-    assert "did you mean 'rlvr_math'" in last
-    assert "Traceback" not in result.stderr
-    assert list(tmp_path.iterdir()) == []
-
-
-def test_verls_own_main_ppo_takes_our_overlays_from_the_search_path(tmp_path):
-    result = _run(
+# Dry runs (``--cfg job``) of the trainer entry points, each in a fresh interpreter; name -> arguments.
+DRY_RUNS = {
+    "ours_misspelt": ["-m", "rlsf_verl.main_ppo", "reward.custom_reward_function.name=rlvr_mth", "--cfg", "job"],
+    "verls_with_our_overlays": [
         "-m",
         "verl.trainer.main_ppo",
         "--cfg",
@@ -97,8 +81,38 @@ def test_verls_own_main_ppo_takes_our_overlays_from_the_search_path(tmp_path):
         "hydra.searchpath=[pkg://rlsf_verl.config]",
         "+rlsf_reward=self_confidence",
         "reward.self_confidence.signal=self_certainty",
-        cwd=tmp_path,
-    )
+    ],
+}
+
+
+@pytest.fixture(scope="module")
+def dry_runs(tmp_path_factory) -> dict[str, tuple[subprocess.CompletedProcess, Path]]:
+    """name -> (the finished dry run, its working directory), all started at once: most of their time is
+    importing verl, one core each. Each runs in a folder of its own: Hydra writes outputs/ there."""
+    env = {**os.environ, "HYDRA_FULL_ERROR": "0"}
+
+    def run(name):
+        cwd = tmp_path_factory.mktemp(name)
+        command = [sys.executable, *DRY_RUNS[name]]
+        return subprocess.run(command, capture_output=True, text=True, timeout=240, env=env, cwd=cwd), cwd
+
+    with ThreadPoolExecutor(max_workers=len(DRY_RUNS)) as pool:
+        return dict(zip(DRY_RUNS, pool.map(run, DRY_RUNS), strict=True))
+
+
+def test_main_ppo_refuses_a_misspelt_reward_in_one_line_even_in_a_dry_run(dry_runs):
+    """``--cfg job`` (the recipes' DRY_RUN) checks the config too, and leaves no files behind."""
+    result, cwd = dry_runs["ours_misspelt"]
+    assert result.returncode != 0
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("rlsf-verl: config error: reward.custom_reward_function.name: unknown reward function")
+    assert "did you mean 'rlvr_math'" in last
+    assert "Traceback" not in result.stderr
+    assert list(cwd.iterdir()) == []
+
+
+def test_verls_own_main_ppo_takes_our_overlays_from_the_search_path(dry_runs):
+    result, _ = dry_runs["verls_with_our_overlays"]
     assert result.returncode == 0, result.stderr[-2000:]
     config = OmegaConf.create(result.stdout[result.stdout.index("actor_rollout_ref:") :])
     assert config.reward.reward_manager.name == "self_confidence"
