@@ -222,16 +222,59 @@ def resolve_model_path(model: str | os.PathLike) -> Path:
     return path
 
 
-def load_causal_lm(model: str | os.PathLike, dtype: str = "float32"):
-    """Load ``(model, tokenizer)`` for CPU inference from a path resolved by :func:`resolve_model_path`."""
+TORCH_DTYPES = ("float32", "bfloat16", "float16", "float64")
+
+
+def resolve_device(device: str = "auto") -> str:
+    """``"auto"`` -> ``"cuda"`` when torch sees a GPU, else ``"cpu"``; ``cpu``, ``cuda`` and ``cuda:N`` are
+    checked against what torch sees and returned as they are.
+
+    >>> resolve_device("cpu")
+    'cpu'
+    """
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cpu":
+        return device
+    if not re.fullmatch(r"cuda(:\d+)?", str(device)):
+        raise ValueError(f"device: {device!r} is not one of auto, cpu, cuda, cuda:N")
+    if not torch.cuda.is_available():
+        raise ValueError(f"device: {device} asked for, but torch sees no GPU; use device=cpu (or auto)")
+    index = int(device.partition(":")[2] or 0)
+    if index >= torch.cuda.device_count():
+        raise ValueError(f"device: {device} asked for, but torch sees {torch.cuda.device_count()} GPU(s)")
+    return device
+
+
+def resolve_dtype(dtype: str, device: str) -> str:
+    """``"auto"`` -> float32 on the CPU (exact, and bfloat16 is slow there), bfloat16 on a GPU; a named
+    float type as it is.
+
+    >>> resolve_dtype("auto", "cpu"), resolve_dtype("auto", "cuda:1"), resolve_dtype("float16", "cpu")
+    ('float32', 'bfloat16', 'float16')
+    """
+    if dtype not in ("auto", *TORCH_DTYPES):
+        raise ValueError(f"dtype: {dtype!r} is not one of auto, {', '.join(TORCH_DTYPES)}")
+    if dtype == "auto":
+        return "float32" if device == "cpu" else "bfloat16"
+    return dtype
+
+
+def load_causal_lm(model: str | os.PathLike, dtype: str = "float32", device: str = "cpu"):
+    """Load ``(model, tokenizer)`` for inference from a path resolved by :func:`resolve_model_path`, in
+    ``dtype`` on ``device`` (``auto`` for either: :func:`resolve_device`, :func:`resolve_dtype`)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    device = resolve_device(device)
+    dtype = resolve_dtype(dtype, device)
     path = resolve_model_path(model)
     tokenizer = AutoTokenizer.from_pretrained(path)
     if not tokenizer.is_fast:
         raise TypeError(f"model: the tokenizer in {path} is not a fast tokenizer; answer spans need offsets")
-    lm = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype))
+    lm = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype)).to(device)
     lm.eval()
     if lm.get_output_embeddings().weight.shape[0] < len(tokenizer):
         raise ValueError(

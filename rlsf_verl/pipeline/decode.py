@@ -23,14 +23,16 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from abc import ABC, abstractmethod
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from rlsf_verl.models import eos_token_ids
+from rlsf_verl.models import TORCH_DTYPES, eos_token_ids
 from rlsf_verl.signals.answer_span import AnswerSpanRule
 
-GPU_EXTRA_HINT = "pip install '.[gpu]' (from the rlsf-verl repository)"
+GPU_EXTRA_HINT = "pip install '.[pipeline-gpu]' (from the rlsf-verl repository)"
+BACKENDS = ("hf", "vllm", "server")
 # What a vLLM completion tells about each generated token: its log-prob and the top-2 log-probs.
 VLLM_INPUTS = frozenset({"logprob", "margin", "chosen_margin"})
 
@@ -49,9 +51,43 @@ class DecodeConfig:
     # true differs from the authors: a span must hold a letter or digit (their code takes a lone ",")
     answer_require_alphanumeric: bool = AnswerSpanRule.require_alphanumeric
     progress: bool = True  # tqdm progress bar
+    # Where decoding and the answer cue run (rlsf_verl.pipeline.backends): "hf" (transformers, batched
+    # here), "vllm" (an in-process vllm.LLM, prefix caching on) or "server" (OpenAI-compatible vLLM servers).
+    backend: str = "hf"
+    device: str = "auto"  # hf: auto (a GPU if torch sees one, else the CPU), cpu, cuda or cuda:N
+    dtype: str = "auto"  # hf and vllm: auto (float32 on the CPU, bfloat16 on a GPU), float32, bfloat16, float16
+    # server: a URL or a list of URLs (data-parallel replicas; requests are spread round-robin)
+    server_url: Any = None
+    # server: a shell command the run starts once per URL (placeholders {port}, {index}, {model}) and stops
+    # at its end; with {model}, the evaluation of the DPO model restarts the servers on that model.
+    server_command: str | None = None
+    server_ready_timeout_s: int = 900  # how long a started server may take to answer /health
+    vllm_args: dict[str, Any] = field(default_factory=dict)  # vllm: more vllm.LLM arguments (gpu_memory_utilization)
 
     def __post_init__(self) -> None:
-        for name in ("k", "max_new_tokens", "batch_size"):
+        if self.backend not in BACKENDS:
+            raise ValueError(f"decode.backend: {self.backend!r} is not one of {', '.join(BACKENDS)}")
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", str(self.device)):
+            raise ValueError(f"decode.device: {self.device!r} is not one of auto, cpu, cuda, cuda:N")
+        if self.dtype not in ("auto", *TORCH_DTYPES):
+            raise ValueError(f"decode.dtype: {self.dtype!r} is not one of auto, {', '.join(TORCH_DTYPES)}")
+        if self.backend != "hf" and self.device != "auto":
+            raise ValueError(
+                f"decode.device={self.device} applies to backend=hf only; vLLM picks its own GPU "
+                "(set CUDA_VISIBLE_DEVICES), so leave decode.device=auto"
+            )
+        if isinstance(self.server_url, str):
+            self.server_url = [self.server_url]
+        if self.server_url is not None:
+            self.server_url = list(self.server_url)
+            bad = [u for u in self.server_url if not isinstance(u, str) or not u.startswith(("http://", "https://"))]
+            if bad or not self.server_url:
+                raise ValueError(f"decode.server_url: {bad or '[]'} must be http(s)://host:port URLs")
+        if self.backend == "server" and not self.server_url:
+            raise ValueError("decode.server_url: backend=server needs the server's URL (or a list of them)")
+        if self.server_command is not None and self.backend != "server":
+            raise ValueError("decode.server_command: only backend=server starts servers; set decode.backend=server")
+        for name in ("k", "max_new_tokens", "batch_size", "server_ready_timeout_s"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"DecodeConfig.{name} must be a positive integer, got {value!r}")
@@ -336,21 +372,21 @@ class HFCoTDecoder(CoTDecoder):
             values = self._token_values(logits, tokens)
 
 
-def _top2_probabilities(logprobs: dict) -> tuple[float, float]:
+def _top2_probabilities(logprobs: dict[int, float]) -> tuple[float, float]:
     # vLLM returns the top-2 log-probs (plus the chosen token's when it ranks lower): the best two.
-    best = sorted((entry.logprob for entry in logprobs.values()), reverse=True)
+    best = sorted(logprobs.values(), reverse=True)
     return math.exp(best[0]), (math.exp(best[1]) if len(best) > 1 else 0.0)
 
 
-def token_values_from_logprobs(signal, steps: list[dict], chosen: list[int]) -> list[float]:
-    """``signal``'s value for each ``chosen`` token id, from vLLM's log-prob dict of its step
-    (``{token_id: Logprob}`` holding the top-2 and the chosen token): the signal reads ``logprob``,
+def token_values_from_logprobs(signal, steps: list[dict[int, float]], chosen: list[int]) -> list[float]:
+    """``signal``'s value for each ``chosen`` token id, from vLLM's log-probs of its step
+    (``{token_id: logprob}`` holding the top-2 and the chosen token): the signal reads ``logprob``,
     ``margin`` and ``chosen_margin`` only (:data:`VLLM_INPUTS`)."""
     import torch
 
     from rlsf_verl.signals import TokenInputs
 
-    logprobs = [step[token].logprob for step, token in zip(steps, chosen, strict=True)]
+    logprobs = [step[token] for step, token in zip(steps, chosen, strict=True)]
     top2 = [_top2_probabilities(step) for step in steps]
     inputs = TokenInputs(
         logprob=torch.tensor(logprobs),
@@ -361,59 +397,47 @@ def token_values_from_logprobs(signal, steps: list[dict], chosen: list[int]) -> 
     return signal.token_values(inputs).tolist()
 
 
-class VLLMCoTDecoder(CoTDecoder):
-    """CoT decoding through a vLLM engine: a one-token pass with top-k log-probs picks the first
-    tokens, then greedy continuations (``temperature=0``, ``logprobs=2``) give ids and confidences;
-    each branch's first token is valued from the one-token pass, against its own probability.
+@dataclass
+class Completion:
+    """One vLLM completion as the decoders read it: the generated ids (the EOS it stopped at included,
+    as vLLM returns it), each step's ``{token_id: logprob}`` (top-n plus the chosen token) and
+    whether it ``stopped`` at an EOS (else the token budget ran out)."""
 
-    ``model`` is a ``vllm.LLM`` or a model path (then ``llm_kwargs`` go to ``vllm.LLM``). vLLM returns
-    top-2 log-probs, not logits: ``signal`` must read only ``logprob``, ``margin`` and ``chosen_margin``
-    (:data:`VLLM_INPUTS`), else the decoder refuses it before loading anything.
+    token_ids: list[int]
+    steps: list[dict[int, float]]
+    stopped: bool
+
+
+class LogprobCoTDecoder(CoTDecoder):
+    """CoT decoding from a vLLM engine's completions (:meth:`complete`): a one-token pass with top-k
+    log-probs picks the first tokens, then greedy continuations (``temperature=0``, ``logprobs=2``)
+    give ids and confidences; each branch's first token is valued from the one-token pass, against
+    its own probability. The engine caches the prompt's KV (prefix caching), so a prompt's k
+    branches read it once. vLLM returns top-2 log-probs, not logits: ``signal`` must read only
+    ``logprob``, ``margin`` and ``chosen_margin`` (:data:`VLLM_INPUTS`).
     """
 
-    def __init__(
-        self, model, tokenizer=None, config: DecodeConfig | None = None, signal: str = "answer_margin", **llm_kwargs
-    ):
-        from rlsf_verl.signals import get_signal, signal_names
-
-        self.signal = get_signal(signal)
-        if not self.signal.usable_with(VLLM_INPUTS):
-            usable = [name for name in signal_names() if get_signal(name).usable_with(VLLM_INPUTS)]
-            raise ValueError(
-                f"signal {signal!r} reads {', '.join(sorted(self.signal.needs))}, but the vLLM decoder gives only "
-                f"{', '.join(sorted(VLLM_INPUTS))} (its top-2 log-probs); decode with the transformers backend "
-                f"(HFCoTDecoder), or use one of these signals: {', '.join(usable)}"
-            )
-        try:
-            import vllm
-        except ImportError as err:
-            raise ImportError(f"VLLMCoTDecoder needs vLLM, which is not installed: {GPU_EXTRA_HINT}") from err
-        self._vllm = vllm
-        if isinstance(model, (str, os.PathLike)):
-            model = vllm.LLM(model=os.fspath(model), **llm_kwargs)
-        self.llm = model
-        self.tokenizer = tokenizer if tokenizer is not None else self.llm.get_tokenizer()
+    def __init__(self, tokenizer, config: DecodeConfig | None, signal: str, eos_ids):
+        self.signal = vllm_signal(signal)
+        self.tokenizer = tokenizer
         self.config = config if config is not None else DecodeConfig()
         if not isinstance(self.config, DecodeConfig):
             raise TypeError(f"config must be a DecodeConfig, got {type(self.config).__name__}")
-        self.eos_ids = eos_token_ids(self.tokenizer)
+        self.eos_ids = frozenset(eos_ids)
 
-    def _generate(self, prefixes: list[list[int]], max_tokens: int, logprobs: int):
-        params = self._vllm.SamplingParams(
-            temperature=0.0, max_tokens=max_tokens, logprobs=logprobs, stop_token_ids=sorted(self.eos_ids)
-        )
-        requests = [{"prompt_token_ids": list(p)} for p in prefixes]
-        return [r.outputs[0] for r in self.llm.generate(requests, params, use_tqdm=self.config.progress)]
+    @abstractmethod
+    def complete(self, prefixes: list[list[int]], max_tokens: int, logprobs: int) -> list[Completion]:
+        """Greedy completion of each token-id prefix, with the top-``logprobs`` log-probs of every step."""
 
     def _greedy(self, prefixes: list[list[int]], max_tokens: int) -> list[tuple[list[int], list[float], bool]]:
         """Per prefix (ids without EOS, token confidences, finished)."""
         results = []
-        for completion in self._generate(prefixes, max_tokens, logprobs=2):
+        for completion in self.complete(prefixes, max_tokens, logprobs=2):
             ids = list(completion.token_ids)
-            values = token_values_from_logprobs(self.signal, completion.logprobs, ids)
+            values = token_values_from_logprobs(self.signal, completion.steps, ids)
             if ids and ids[-1] in self.eos_ids:
                 ids, values = ids[:-1], values[:-1]
-            results.append((ids, values, completion.finish_reason == "stop"))
+            results.append((ids, values, completion.stopped))
         return results
 
     def decode(self, prompts: list[str]) -> list[Trace]:
@@ -421,10 +445,15 @@ class VLLMCoTDecoder(CoTDecoder):
         k, budget = self.config.k, self.config.max_new_tokens
         rendered = [self.render(p) for p in prompts]
         prompt_ids = [encode_text(self.tokenizer, text) for text in rendered]
+        for i, ids in enumerate(prompt_ids):
+            if not ids:
+                raise ValueError(f"prompts[{i}] renders to no tokens; give a non-empty prompt")
         branches = []  # (prompt index, branch, first token, its confidence)
-        for i, completion in enumerate(self._generate(prompt_ids, max_tokens=1, logprobs=max(k, 2))):
-            step = completion.logprobs[0]
-            ranked = sorted(step, key=lambda token: step[token].logprob, reverse=True)[:k]
+        for i, completion in enumerate(self.complete(prompt_ids, max_tokens=1, logprobs=max(k, 2))):
+            step = completion.steps[0]
+            ranked = sorted(step, key=lambda token: step[token], reverse=True)[:k]
+            if len(ranked) < k:
+                raise ValueError(f"DecodeConfig.k={k}: the engine returned only {len(ranked)} first tokens")
             values = token_values_from_logprobs(self.signal, [step] * len(ranked), ranked)
             branches += [(i, j, token, value) for j, (token, value) in enumerate(zip(ranked, values, strict=True))]
         # Branches that already ended (EOS first) or used their budget need no continuation.
@@ -444,3 +473,147 @@ class VLLMCoTDecoder(CoTDecoder):
     def continue_greedy(self, prefixes: list[list[int]], max_new_tokens: int) -> list[tuple[list[int], list[float]]]:
         _check_prefixes(prefixes, max_new_tokens)
         return [(ids, values) for ids, values, _ in self._greedy(prefixes, max_new_tokens)]
+
+
+def vllm_signal(signal: str):
+    """The registered signal ``signal``, refused by name unless vLLM's log-probs give all it reads."""
+    from rlsf_verl.signals import get_signal, signal_names
+
+    spec = get_signal(signal)
+    if not spec.usable_with(VLLM_INPUTS):
+        usable = [name for name in signal_names() if get_signal(name).usable_with(VLLM_INPUTS)]
+        raise ValueError(
+            f"signal {signal!r} reads {', '.join(sorted(spec.needs))}, but the vLLM decoder gives only "
+            f"{', '.join(sorted(VLLM_INPUTS))} (its top-2 log-probs); decode with decode.backend=hf, "
+            f"or use one of these signals: {', '.join(usable)}"
+        )
+    return spec
+
+
+class VLLMCoTDecoder(LogprobCoTDecoder):
+    """CoT decoding through an in-process ``vllm.LLM`` (:class:`LogprobCoTDecoder` says how).
+
+    ``model`` is a ``vllm.LLM`` or a model path (then ``llm_kwargs`` go to ``vllm.LLM``, with prefix
+    caching on). A signal vLLM cannot give is refused before anything is loaded.
+    """
+
+    def __init__(
+        self, model, tokenizer=None, config: DecodeConfig | None = None, signal: str = "answer_margin", **llm_kwargs
+    ):
+        vllm_signal(signal)
+        try:
+            import vllm
+        except ImportError as err:
+            raise ImportError(f"VLLMCoTDecoder needs vLLM, which is not installed: {GPU_EXTRA_HINT}") from err
+        self._vllm = vllm
+        model_dir = None
+        if isinstance(model, (str, os.PathLike)):
+            model_dir = os.fspath(model)
+            model = vllm.LLM(model=model_dir, **{"enable_prefix_caching": True, **llm_kwargs})
+        self.llm = model
+        tokenizer = tokenizer if tokenizer is not None else self.llm.get_tokenizer()
+        super().__init__(tokenizer, config, signal, eos_token_ids(tokenizer, model_dir))
+
+    def complete(self, prefixes: list[list[int]], max_tokens: int, logprobs: int) -> list[Completion]:
+        # Every sampling setting is explicit: the model's generation_config (a repetition penalty) never applies.
+        params = self._vllm.SamplingParams(
+            temperature=0.0,
+            repetition_penalty=1.0,
+            max_tokens=max_tokens,
+            logprobs=logprobs,
+            stop_token_ids=sorted(self.eos_ids),
+        )
+        requests = [{"prompt_token_ids": list(p)} for p in prefixes]
+        outputs = self.llm.generate(requests, params, use_tqdm=self.config.progress)
+        return [
+            Completion(
+                token_ids=list(out.token_ids),
+                steps=[{token: entry.logprob for token, entry in step.items()} for step in out.logprobs],
+                stopped=out.finish_reason == "stop",
+            )
+            for out in (r.outputs[0] for r in outputs)
+        ]
+
+
+class ServerCoTDecoder(LogprobCoTDecoder):
+    """CoT decoding through OpenAI-compatible vLLM servers (``/v1/completions``), one or more replicas
+    of ``model`` at ``urls``: prompts are sent as token ids and come back as token ids
+    (``return_tokens_as_token_ids``), so ids are exact. Up to ``config.batch_size`` requests are in flight
+    at once, spread round-robin over the URLs; each server batches what it receives.
+
+    >>> decoder = ServerCoTDecoder(["http://127.0.0.1:8000"], "/models/smollm2", tokenizer)  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        urls: list[str],
+        model: str,
+        tokenizer,
+        config: DecodeConfig | None = None,
+        signal: str = "answer_margin",
+        eos_ids=None,
+        timeout_s: float = 600.0,
+    ):
+        super().__init__(tokenizer, config, signal, eos_ids if eos_ids is not None else eos_token_ids(tokenizer))
+        self.urls, self.model, self.timeout_s = list(urls), model, timeout_s
+
+    def complete(self, prefixes: list[list[int]], max_tokens: int, logprobs: int) -> list[Completion]:
+        from concurrent.futures import ThreadPoolExecutor
+
+        from tqdm.auto import tqdm
+
+        def one(index: int) -> Completion:
+            body = {
+                "model": self.model,
+                "prompt": list(prefixes[index]),
+                "max_tokens": max_tokens,
+                "temperature": 0.0,
+                "repetition_penalty": 1.0,
+                "logprobs": logprobs,
+                "stop_token_ids": sorted(self.eos_ids),
+                "return_tokens_as_token_ids": True,
+            }
+            url = self.urls[index % len(self.urls)]
+            return _completion(url, post_json(f"{url}/v1/completions", body, self.timeout_s))
+
+        # Blocking stdlib HTTP on a thread pool: the threads only wait, the servers do the work.
+        workers = max(1, min(self.config.batch_size, len(prefixes)))
+        with ThreadPoolExecutor(workers) as pool:
+            done = pool.map(one, range(len(prefixes)))
+            bar = tqdm(done, total=len(prefixes), desc="vLLM server", unit="seq", disable=not self.config.progress)
+            return list(bar)
+
+
+def _token_id(token: str, url: str) -> int:
+    if not token.startswith("token_id:"):
+        raise RuntimeError(f"{url}: got token {token!r}, not 'token_id:N'; the server must be vLLM")
+    return int(token.removeprefix("token_id:"))
+
+
+def _completion(url: str, response: dict) -> Completion:
+    choice = response["choices"][0]
+    logprobs = choice.get("logprobs") or {}
+    tokens, top = logprobs.get("tokens"), logprobs.get("top_logprobs")
+    if tokens is None or top is None:
+        raise RuntimeError(f"{url}: the completion has no logprobs; the server must be vLLM")
+    ids = [_token_id(t, url) for t in tokens]
+    steps = [{_token_id(t, url): lp for t, lp in step.items()} for step in top]
+    for step, token, logprob in zip(steps, ids, logprobs["token_logprobs"], strict=True):
+        step.setdefault(token, logprob)
+    return Completion(token_ids=ids, steps=steps, stopped=choice.get("finish_reason") == "stop")
+
+
+def post_json(url: str, body: dict | None = None, timeout_s: float = 600.0) -> dict:
+    """POST ``body`` (or GET without one) to ``url`` and return the JSON answer; an HTTP error names the
+    server's reason. Stdlib only: the server backend needs no HTTP package in the vLLM environment."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+            return json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        raise RuntimeError(f"{url} refused the request (HTTP {error.code}): {error.read().decode()[:300]}") from None

@@ -88,6 +88,15 @@ class Pipeline:
         """Run the configured stages; ``from_stage`` redoes that stage and every later one."""
         if from_stage is not None and from_stage not in STAGES:
             raise unknown_name_error("stage", from_stage, STAGES)
+        # Before anything is written: a backend that cannot run (no vLLM, a server down) leaves no run directory.
+        self.context.backend.open(stages_to_run(self.config))
+        try:
+            self._run_stages(from_stage)
+        finally:
+            self.context.backend.close()  # stops the servers the run started
+        return self.report()
+
+    def _run_stages(self, from_stage: str | None) -> None:
         stages = stages_to_run(self.config)
         if self.main:
             self.run.root.mkdir(parents=True, exist_ok=True)
@@ -112,7 +121,6 @@ class Pipeline:
                     self.run.mark(stage, recorded_config, time.monotonic() - started, summary)
                 self.log(f"[{stage}] done in {time.monotonic() - started:.0f} s")
             processes.wait_for_everyone()
-        return self.report()
 
     def report(self) -> dict:
         """The before/after table of a finished run, also written (by the main process) as report.json and report.md."""

@@ -44,8 +44,10 @@ class StageContext:
         self.config = config
         self.run = run
         self.log = log
-        self._loaded: dict[Path, Any] = {}
         self._model_path: Path | None = None
+        from rlsf_verl.pipeline.backends import DecodeBackend
+
+        self.backend = DecodeBackend(config.decode, config.model, config.signal)  # opened by the runner
 
     def model_path(self) -> Path:
         from rlsf_verl.models import resolve_model_path
@@ -55,19 +57,14 @@ class StageContext:
         return self._model_path
 
     def decoder(self, model_dir: Path | None = None, k: int | None = None) -> CoTDecoder:
-        """A CoT decoder over ``model_dir`` (default: the base model) with ``k`` branches (default ``decode.k``).
+        """A CoT decoder over ``model_dir`` (default: the base model) with ``k`` branches (default ``decode.k``),
+        on the run's ``decode.backend`` (:class:`rlsf_verl.pipeline.backends.DecodeBackend`).
 
-        Each model is loaded once per run; the decoders built on it differ only in their settings.
+        A model stays loaded while the decoders asked for use it; the decoders differ only in their settings.
         """
-        from rlsf_verl.models import load_causal_lm
-        from rlsf_verl.pipeline.decode import HFCoTDecoder
-
         model_dir = Path(model_dir or self.model_path())
-        if model_dir not in self._loaded:
-            self._loaded[model_dir] = load_causal_lm(model_dir)
-        model, tokenizer = self._loaded[model_dir]
         config = self.config.decode if k is None else dataclasses.replace(self.config.decode, k=k)
-        return HFCoTDecoder(model, tokenizer, config, signal=self.config.signal)
+        return self.backend.decoder(model_dir, config)
 
     def problems(self, name: str = "problems"):
         from rlsf_verl.data import Problem

@@ -4,7 +4,6 @@ import importlib.util
 import json
 import math
 from collections import Counter
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -223,7 +222,7 @@ def test_continue_greedy_rejects_an_empty_prefix(tiny_lm):
 
 @pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vLLM is installed")
 def test_vllm_decoder_without_vllm_says_how_to_install_it():
-    with pytest.raises(ImportError, match=r"\.\[gpu\]"):
+    with pytest.raises(ImportError, match=r"\.\[pipeline-gpu\]"):
         VLLMCoTDecoder("some/model")
 
 
@@ -293,12 +292,12 @@ def test_vllm_decoder_refuses_a_signal_that_needs_more_than_its_top2_logprobs(si
 def test_vllm_log_probs_give_the_chosen_token_margin_and_log_prob():
     # vLLM's logprobs=2 step: the top-2 plus the chosen token when it ranks lower.
     steps = [
-        {5: SimpleNamespace(logprob=math.log(0.6)), 9: SimpleNamespace(logprob=math.log(0.3))},
-        {2: SimpleNamespace(logprob=math.log(0.5)), 7: SimpleNamespace(logprob=math.log(0.25))},
+        {5: math.log(0.6), 9: math.log(0.3)},
+        {2: math.log(0.5), 7: math.log(0.25)},
         {
-            1: SimpleNamespace(logprob=math.log(0.6)),
-            4: SimpleNamespace(logprob=math.log(0.105)),
-            8: SimpleNamespace(logprob=math.log(0.017)),
+            1: math.log(0.6),
+            4: math.log(0.105),
+            8: math.log(0.017),
         },
     ]
     margins = token_values_from_logprobs(get_signal("answer_margin"), steps, [5, 7, 8])

@@ -1,0 +1,229 @@
+"""decode.backend: its settings, the checks that refuse a backend before the run directory exists, and
+(slow) the pipeline on a real CPU vLLM, in-process and as a server the run starts, against transformers."""
+
+import http.server
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+import torch
+
+from rlsf_verl.pipeline.backends import DecodeBackend
+from rlsf_verl.pipeline.decode import DecodeConfig, HFCoTDecoder, ServerCoTDecoder
+from rlsf_verl.pipeline.runner import make_pipeline_config, run_pipeline
+
+REPO = Path(__file__).resolve().parents[2]
+VLLM_PYTHON = REPO / ".venv-vllm" / "bin" / "python"
+DECODING = "[problems,decode,confidence,pairs]"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("decode.backend=tgi", "decode.backend: 'tgi' is not one of hf, vllm, server"),
+        ("decode.device=gpu", "decode.device: 'gpu' is not one of auto, cpu, cuda, cuda:N"),
+        ("decode.dtype=int8", "decode.dtype: 'int8' is not one of auto, float32"),
+        ("decode.backend=server", "decode.server_url: backend=server needs the server's URL"),
+        ("decode.server_url=localhost:8000", r"decode.server_url: \['localhost:8000'\] must be http"),
+        ("decode.server_command=vllm", "decode.server_command: only backend=server starts servers"),
+    ],
+)
+def test_bad_backend_settings_are_refused_naming_the_field(override, message):
+    with pytest.raises(ValueError, match=message):
+        make_pipeline_config({}, [override])
+
+
+def test_vllm_and_server_leave_the_device_to_vllm():
+    with pytest.raises(ValueError, match="decode.device=cuda:1 applies to backend=hf only"):
+        DecodeConfig(backend="vllm", device="cuda:1")
+
+
+def test_server_url_takes_one_url_or_a_list_of_replicas(tmp_path):
+    one = make_pipeline_config({}, ["decode.backend=server", "decode.server_url=http://a:1"])
+    two = make_pipeline_config({}, ["decode.backend=server", "decode.server_url=[http://a:1,http://b:2]"])
+    assert (one.decode.server_url, two.decode.server_url) == (["http://a:1"], ["http://a:1", "http://b:2"])
+
+
+def run_refused(tmp_path, overrides, message, model="smollm2"):
+    """The run fails with ``message`` and writes nothing: its directory is never created."""
+    run_dir = tmp_path / "run"
+    config = make_pipeline_config({"model": str(model), "run_dir": str(run_dir)}, [f"stages={DECODING}", *overrides])
+    with pytest.raises(ValueError, match=message) as error:
+        run_pipeline(config, log=lambda _: None)
+    assert "\n" not in str(error.value)
+    assert not run_dir.exists()
+
+
+def test_an_unreachable_server_is_refused_before_the_run_directory_exists(tmp_path, tiny_model_dir):
+    url = f"http://127.0.0.1:{free_port()}"
+    overrides = ["decode.backend=server", f"decode.server_url={url}"]
+    run_refused(tmp_path, overrides, rf"decode.server_url: {url} is unreachable", tiny_model_dir)
+
+
+@pytest.fixture
+def models_endpoint():
+    """A stub that answers GET /v1/models (all the check reads) with a given model id; its URL."""
+    served = {"id": None}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = json.dumps({"object": "list", "data": [{"id": served["id"], "root": served["id"]}]}).encode()
+            self.send_response(200 if self.path == "/v1/models" else 404)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+
+    def serve(model_id: str) -> str:
+        served["id"] = model_id
+        return f"http://127.0.0.1:{server.server_address[1]}"
+
+    yield serve
+    server.shutdown()
+
+
+def test_a_server_serving_another_model_is_refused(tmp_path, tiny_model_dir, models_endpoint):
+    url = models_endpoint("HuggingFaceTB/SmolLM2-360M-Instruct")
+    overrides = ["decode.backend=server", f"decode.server_url={url}"]
+    message = rf"decode.server_url: {url} serves \['HuggingFaceTB/SmolLM2-360M-Instruct'\], not the run's model"
+    run_refused(tmp_path, overrides, message, tiny_model_dir)
+
+
+def test_a_server_serving_the_model_passes_the_check(tiny_model_dir, models_endpoint):
+    url = models_endpoint(str(tiny_model_dir))
+    backend = DecodeBackend(DecodeConfig(backend="server", server_url=[url, url]), str(tiny_model_dir))
+    backend.open(["decode"])
+    decoder = backend.decoder(tiny_model_dir, backend.config)
+    assert isinstance(decoder, ServerCoTDecoder)
+    assert (decoder.urls, decoder.model) == ([url, url], str(tiny_model_dir))
+
+
+def test_the_dpo_model_cannot_be_evaluated_on_a_server_the_run_cannot_restart(tmp_path, models_endpoint):
+    url = models_endpoint("smollm2")
+    config = make_pipeline_config(
+        {"run_dir": str(tmp_path / "run")}, ["decode.backend=server", f"decode.server_url={url}"]
+    )
+    with pytest.raises(ValueError, match=r"decode.server_url: the evaluate stage decodes the DPO model too"):
+        run_pipeline(config, log=lambda _: None)
+    assert not (tmp_path / "run").exists()
+
+
+def test_vllm_backend_without_vllm_is_refused_before_the_run_directory_exists(tmp_path, tiny_model_dir, monkeypatch):
+    monkeypatch.setitem(sys.modules, "vllm", None)  # what `import vllm` meets where it is not installed
+    run_refused(tmp_path, ["decode.backend=vllm"], r"decode.backend=vllm: vLLM is not installed", tiny_model_dir)
+
+
+def test_a_gpu_the_machine_lacks_is_refused_before_the_run_directory_exists(tmp_path, tiny_model_dir):
+    run_refused(
+        tmp_path, ["decode.device=cuda:99"], r"decode.device: cuda:99 asked for, but torch sees", tiny_model_dir
+    )
+
+
+def test_hf_backend_decodes_in_the_dtype_asked_for(tiny_model_dir):
+    config = DecodeConfig(k=2, max_new_tokens=4, progress=False, dtype="bfloat16", device="cpu")
+    decoder = DecodeBackend(config, str(tiny_model_dir)).decoder(tiny_model_dir, config)
+    assert isinstance(decoder, HFCoTDecoder)
+    assert next(decoder.model.parameters()).dtype == torch.bfloat16
+    assert len(decoder.decode(["how many apples"])) == 2
+
+
+# --- the real CPU vLLM ----------------------------------------------------------------------------
+
+# vLLM's CPU kernels vs transformers, both float32: per-token values differ by ~1e-4 on SmolLM2.
+VALUE_TOLERANCE = 1e-3
+RUN = ["data.n_problems=3", "data.n_eval=0", "decode.k=2", "decode.max_new_tokens=32", "tau=0.5", f"stages={DECODING}"]
+# One thread, no core pinning, the engine in this process: what two shared cores allow (see
+# tests/reward_managers/conftest.py, which starts servers the same way).
+VLLM_ENV = {
+    "VLLM_HOST_IP": "127.0.0.1",
+    "VLLM_CPU_KVCACHE_SPACE": "1",
+    "VLLM_CACHE_ROOT": str(REPO / ".venv-vllm" / "cache"),
+    "TORCHINDUCTOR_CACHE_DIR": str(REPO / ".venv-vllm" / "cache" / "inductor"),
+    "VLLM_CPU_OMP_THREADS_BIND": "nobind",
+    "OMP_NUM_THREADS": "1",
+    "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
+    "HF_HUB_OFFLINE": "1",
+}
+
+
+def read_rows(run_dir: Path, name: str) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / name).read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def hf_run(tmp_path_factory) -> Path:
+    run_dir = tmp_path_factory.mktemp("hf") / "run"
+    run_pipeline(make_pipeline_config({"run_dir": str(run_dir)}, [*RUN, "decode.progress=false"]), log=print)
+    return run_dir
+
+
+def vllm_python() -> Path:
+    if not VLLM_PYTHON.exists():
+        pytest.fail(f"{VLLM_PYTHON} is missing: run `bash dev/setup_vllm_venv.sh` once (several minutes, ~3 GB)")
+    return VLLM_PYTHON
+
+
+def run_with_server(run_dir: Path) -> None:
+    """The pipeline on backend=server, with a CPU vLLM server the run starts and stops itself."""
+    env = " ".join(f"{k}={v}" for k, v in VLLM_ENV.items())
+    command = (
+        f"exec env -u PYTHONPATH {env} {vllm_python()} -m vllm.entrypoints.openai.api_server --model {{model}} "
+        "--host 127.0.0.1 --port {port} --dtype float32 --enforce-eager --max-model-len 1024 --max-num-seqs 16 "
+        "--distributed-executor-backend uni"
+    )
+    overrides = [
+        "decode.backend=server",
+        f"decode.server_url=http://127.0.0.1:{free_port()}",
+        f"decode.server_command='{command}'",
+    ]
+    config = make_pipeline_config({"run_dir": str(run_dir)}, [*RUN, *overrides, "decode.progress=false"])
+    run_pipeline(config, log=print)
+    with pytest.raises(ValueError, match="unreachable"):  # the run stopped its server
+        DecodeBackend(config.decode, config.model)._serve(Path(config.model))
+
+
+def run_in_process(run_dir: Path) -> None:
+    """The pipeline on backend=vllm, inside .venv-vllm (where vLLM is; rlsf_verl from this checkout)."""
+    script = (
+        "import sys; from rlsf_verl.pipeline.runner import make_pipeline_config, run_pipeline; "
+        "run_pipeline(make_pipeline_config({'run_dir': sys.argv[1]}, sys.argv[2:]))"
+    )
+    env = {**os.environ, **VLLM_ENV, "PYTHONPATH": str(REPO)}
+    overrides = [*RUN, "decode.backend=vllm", "decode.progress=false"]
+    subprocess.run([str(vllm_python()), "-c", script, str(run_dir), *overrides], env=env, check=True, timeout=900)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["server", "vllm"])
+def test_the_pipeline_on_vllm_gives_the_traces_and_pairs_of_transformers(hf_run, tmp_path, backend):
+    run_dir = tmp_path / backend
+    (run_with_server if backend == "server" else run_in_process)(run_dir)
+
+    hf_traces, traces = read_rows(hf_run, "scored.jsonl"), read_rows(run_dir, "scored.jsonl")
+    assert len(traces) == len(hf_traces) == 6
+    for ours, theirs in zip(traces, hf_traces, strict=True):
+        for key in ("prompt_index", "branch", "token_ids", "finished", "answer_text", "span", "answer"):
+            assert ours[key] == theirs[key], key
+        assert ours["token_confidence"] == pytest.approx(theirs["token_confidence"], abs=VALUE_TOLERANCE)
+        assert ours["confidence"] == pytest.approx(theirs["confidence"], abs=VALUE_TOLERANCE)
+    pairs, hf_pairs = read_rows(run_dir, "pairs.jsonl"), read_rows(hf_run, "pairs.jsonl")
+    assert hf_pairs, "the check needs pairs: lower tau or decode more"
+    assert [(p["prompt"], p["chosen"], p["rejected"]) for p in pairs] == [
+        (p["prompt"], p["chosen"], p["rejected"]) for p in hf_pairs
+    ]
