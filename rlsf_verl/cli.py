@@ -117,6 +117,23 @@ def _cmd_signals(args: argparse.Namespace) -> int:
     return 0
 
 
+# Where `rlsf-verl run` decodes (rlsf_verl.pipeline.backends): shown under `rlsf-verl run --help`.
+RUN_BACKEND_HELP = """\
+decoding backend (decoding, the answer cue and the evaluation all run on it):
+  decode.backend=hf        transformers in this process (default)
+    decode.device=auto     auto (a GPU if torch sees one, else the CPU) | cpu | cuda | cuda:N
+    decode.dtype=auto      auto (float32 on the CPU, bfloat16 on a GPU) | float32 | bfloat16 | float16
+  decode.backend=vllm      an in-process vllm.LLM with prefix caching (needs vLLM: pip install '.[pipeline-gpu]');
+                           decode.dtype as above, decode.vllm_args={gpu_memory_utilization:0.8} for more
+  decode.backend=server    OpenAI-compatible vLLM servers serving --model:
+    decode.server_url=URL  or [URL1,URL2] for data-parallel replicas (requests spread round-robin)
+    decode.server_command='vllm serve {model} --port {port}'
+                           optional: the run starts it once per URL ({port}, {index}, {model}), waits for it
+                           (decode.server_ready_timeout_s) and stops it at the end
+  A server that is down or serves another model, or vLLM missing, stops the run before it writes anything.
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rlsf-verl",
@@ -134,6 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
             "resumes where it stopped. Any PipelineConfig field can be set as key=value "
             "(e.g. decode.k=10 tau=0.8 data.n_problems=64 reward_model.max_steps=20)."
         ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=RUN_BACKEND_HELP,
     )
     run.add_argument(
         "--model", help="'smollm2' (embedded default), a local HF model directory or a hub id (owner/name; HF cache)"

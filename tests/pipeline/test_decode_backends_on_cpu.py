@@ -227,3 +227,13 @@ def test_the_pipeline_on_vllm_gives_the_traces_and_pairs_of_transformers(hf_run,
     assert [(p["prompt"], p["chosen"], p["rejected"]) for p in pairs] == [
         (p["prompt"], p["chosen"], p["rejected"]) for p in hf_pairs
     ]
+
+
+def test_run_help_shows_the_backend_settings(capsys):
+    from rlsf_verl.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    shown = capsys.readouterr().out
+    for setting in ("decode.backend=hf", "decode.device", "decode.dtype", "decode.backend=vllm", "decode.server_url"):
+        assert setting in shown
