@@ -67,3 +67,11 @@ def test_the_managers_answer_span_defaults_are_the_rlsf_pipelines():
 def test_a_missing_section_names_the_section_and_the_file():
     with pytest.raises(KeyError, match="rlsf.nothing: no such section in rlsf_verl/config/rlsf_defaults.yaml"):
         yaml_defaults("rlsf_defaults.yaml", "rlsf.nothing")
+
+
+def test_docstring_example_runs():
+    import doctest
+
+    import rlsf_verl.config
+
+    assert doctest.testmod(rlsf_verl.config).failed == 0
