@@ -89,7 +89,9 @@ class Pipeline:
         if from_stage is not None and from_stage not in STAGES:
             raise unknown_name_error("stage", from_stage, STAGES)
         # Before anything is written: a backend that cannot run (no vLLM, a server down) leaves no run directory.
-        self.context.backend.open(stages_to_run(self.config))
+        # Only the main process decodes: under accelerate launch the others start no engine or server.
+        if self.main:
+            self.context.backend.open(stages_to_run(self.config))
         try:
             self._run_stages(from_stage)
         finally:

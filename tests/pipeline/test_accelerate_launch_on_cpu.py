@@ -18,6 +18,7 @@ from accelerate.commands.config.config_args import load_config_from_file
 from accelerate.utils import DistributedType
 
 from rlsf_verl.pipeline import processes
+from rlsf_verl.pipeline.backends import DecodeBackend
 from rlsf_verl.pipeline.preferences import PreferencePair, write_pairs_jsonl
 from rlsf_verl.pipeline.runner import make_pipeline_config, run_pipeline
 
@@ -81,6 +82,8 @@ def test_a_process_other_than_the_main_one_trains_but_writes_nothing(tmp_path, m
 
     monkeypatch.setattr("rlsf_verl.pipeline.bradley_terry.train_reward_model", fake_trainer("reward_model"))
     monkeypatch.setattr("rlsf_verl.pipeline.dpo.train_dpo", fake_trainer("dpo"))
+    opened = []
+    monkeypatch.setattr(DecodeBackend, "open", lambda self, stages: opened.append(stages))
     waits = []
     monkeypatch.setattr(processes, "is_main_process", lambda: False)
     monkeypatch.setattr(processes, "wait_for_everyone", lambda: waits.append(1))
@@ -91,6 +94,7 @@ def test_a_process_other_than_the_main_one_trains_but_writes_nothing(tmp_path, m
     assert trained == [("reward_model", 4), ("dpo", 4)]  # every process trains
     assert _tree(run_dir) == before  # no marker, output, record or report written
     assert logged == []  # the main process logs for the launch
+    assert opened == []  # and decodes: no vLLM engine or server in the other processes
     assert len(waits) >= 4  # after the set-up, after each stage, before reading the report
     assert report == json.loads((run_dir / "report.json").read_text())
 
