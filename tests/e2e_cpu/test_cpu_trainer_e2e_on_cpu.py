@@ -15,34 +15,18 @@ the PPO run is 2 steps. All use packed sequences (verl's GPU default). The GRPO 
 validate before and after training; the RLIF runs have a KL loss and the PPO run a KL penalty in the
 reward, both against verl's reference model.
 
-Needs a Python whose environment has verl 0.9.1 and no trl >= 1.0: with trl 1.x installed, verl's FSDP
-engine fails to build any model (verl/models/transformers/monkey_patch.py:352-356).
-``$RLSF_CPU_E2E_PYTHON`` or ``./.venv-cpu-e2e`` (made by recipes/cpu_smoke/setup_venv.sh, which
-``dev/test.sh`` runs). Each run is mostly Ray and process start-up (see recipes/cpu_smoke/README.md).
+How the runs are started, and the Python they need: tests/e2e_cpu/conftest.py.
 """
 
 import json
 import math
-import os
 import statistics
-import subprocess
-from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-PYTHON = Path(os.environ.get("RLSF_CPU_E2E_PYTHON", ROOT / ".venv-cpu-e2e" / "bin" / "python"))
-
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.skipif(
-        not PYTHON.exists(),
-        reason=f"no trl-free verl environment at {PYTHON}: run recipes/cpu_smoke/setup_venv.sh "
-        "(verl 0.9.1 cannot build FSDP models beside trl>=1.0) or set RLSF_CPU_E2E_PYTHON",
-    ),
-]
+pytestmark = pytest.mark.e2e
 
 
 # 12 steps at lr 2e-2 with 4 PPO epochs visibly move the tiny model; at lr 1e-3 and 1 epoch nothing
@@ -51,9 +35,6 @@ STEPS = 12
 DIRECTION = {"STEPS": str(STEPS), "LR": "2e-2", "PPO_EPOCHS": "4", "TRAIN_BATCH_SIZE": "4", "PPO_MINI_BATCH_SIZE": "4"}
 K = 4  # compare the mean of the first K steps with the mean of the last K: single steps are noisy
 SIGNALS = ("self_certainty", "neg_entropy", "neg_trajectory_entropy")
-# A recipe run holds ~4 GiB; its start-up (most of its time) is mostly one process importing at a time, so two
-# runs at once use both cores. RLSF_CPU_E2E_JOBS=1 where memory is short.
-JOBS = int(os.environ.get("RLSF_CPU_E2E_JOBS", "2"))
 # The GRPO run's learnable term: 0 up to 10 characters, then down to -1 at 80. The random model's responses
 # run to the 24-token cap at first, so it learns to choose tokens of fewer characters, or to stop sooner.
 LENGTH_WEIGHT, LENGTH_MAX_CHARS = 1.0, 80
@@ -61,75 +42,42 @@ GRPO_N = "4"  # responses per prompt in the GRPO run
 SIGNAL_RISE = 0.3  # nats, for every signal
 
 
-@pytest.fixture(scope="module")
-def work_dir(tmp_path_factory) -> Path:
-    """The runs' shared inputs (tiny model, reward model, prompts), written once before they start."""
-    work = tmp_path_factory.mktemp("cpu-smoke")
-    subprocess.run([str(PYTHON), "-m", "rlsf_verl.cpu.inputs", str(work)], env=recipe_env(work), check=True)
-    return work
-
-
-def recipe_env(work_dir: Path, **settings: str) -> dict[str, str]:
-    return {
-        **os.environ,
-        "PYTHON": str(PYTHON),
-        "WORK_DIR": str(work_dir),
-        "PYTHONPATH": str(ROOT),
-        # the plugin without installing rlsf-verl into that environment
-        "VERL_USE_EXTERNAL_MODULES": "rlsf_verl.plugin",
-        **settings,
-    }
-
-
-def run_recipe(script: str, work_dir: Path, *overrides: str, **settings: str) -> None:
-    result = subprocess.run(
-        ["bash", str(ROOT / "recipes" / "cpu_smoke" / script), *overrides],
-        env=recipe_env(work_dir, **settings),
-        capture_output=True,
-        text=True,
-        timeout=1500,
-    )
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
-
-
-def rlif_then_resumed(work_dir: Path) -> None:
+def rlif_then_resumed(recipes) -> None:
     """The self-certainty RLIF run, then the same rerun with one step more: it resumes from its last
     checkpoint (verl's resume_mode=auto), logging to a file of its own (verl's FileLogger overwrites)."""
-    run_recipe("run_tiny_rlif_cpu.sh", work_dir, **DIRECTION)
-    run_recipe(
+    recipes.run("run_tiny_rlif_cpu.sh", "rlif", **DIRECTION)
+    recipes.run(
         "run_tiny_rlif_cpu.sh",
-        work_dir,
+        "rlif",
         **{**DIRECTION, "STEPS": str(STEPS + 1)},
         VAL_BEFORE_TRAIN="False",
         TEST_FREQ="-1",
-        METRICS_FILE=str(work_dir / "runs" / "rlif" / "metrics_resumed.jsonl"),
+        METRICS_FILE=str(recipes.output("rlif") / "metrics_resumed.jsonl"),
     )
 
 
-def signal_run(work_dir: Path, name: str, *overrides: str) -> None:
+def signal_run(recipes, signal: str) -> None:
     """An RLIF run for the direction checks only: no validation, no checkpoint."""
-    run_recipe(
+    recipes.run(
         "run_tiny_rlif_cpu.sh",
-        work_dir,
-        *overrides,
+        f"rlif_{signal}",
+        f"rlsf_rlif={signal}",
         **DIRECTION,
-        EXPERIMENT_NAME=name,
         VAL_BEFORE_TRAIN="False",
         TEST_FREQ="-1",
         SAVE_FREQ="-1",
     )
 
 
-@pytest.fixture(scope="module")
-def runs(work_dir) -> Iterator[dict[str, Future]]:
-    """Every run of this module, JOBS at a time, longest first; each route's fixture waits for its own
-    (and fails alone)."""
+def recipe_plan(recipes) -> dict[str, Callable[[], object]]:
+    """This module's runs, longest first: ``recipes`` and the ``recipe_runs`` that starts them are in
+    tests/e2e_cpu/conftest.py."""
     terms = "+reward.custom_reward_function.reward_kwargs"
-    plan = {
-        "rlif": lambda: rlif_then_resumed(work_dir),
-        "grpo": lambda: run_recipe(
+    return {
+        "rlif": lambda: rlif_then_resumed(recipes),
+        "grpo": lambda: recipes.run(
             "run_tiny_grpo_cpu.sh",
-            work_dir,
+            "grpo",
             f"{terms}.weights.length={LENGTH_WEIGHT}",
             f"{terms}.term_kwargs.length.target_chars=10",
             f"{terms}.term_kwargs.length.max_chars={LENGTH_MAX_CHARS}",
@@ -137,27 +85,21 @@ def runs(work_dir) -> Iterator[dict[str, Future]]:
             **DIRECTION,
             ROLLOUT_N=GRPO_N,
         ),
-        **{
-            f"rlif_{signal}": (lambda signal=signal: signal_run(work_dir, f"rlif_{signal}", f"rlsf_rlif={signal}"))
-            for signal in SIGNALS[1:]
-        },
-        "ppo_rm": lambda: run_recipe("run_tiny_ppo_rm_cpu.sh", work_dir),
+        **{f"rlif_{signal}": (lambda signal=signal: signal_run(recipes, signal)) for signal in SIGNALS[1:]},
+        "ppo_rm": lambda: recipes.run("run_tiny_ppo_rm_cpu.sh", "ppo_rm"),
     }
-    with ThreadPoolExecutor(max_workers=JOBS) as pool:
-        futures = {name: pool.submit(run) for name, run in plan.items()}
-        yield futures
 
 
 @pytest.fixture(scope="module")
-def grpo_run(runs, work_dir) -> Path:
-    runs["grpo"].result()
-    return work_dir / "runs" / "grpo"
+def grpo_run(recipe_runs, recipes) -> Path:
+    recipe_runs["grpo"].result()
+    return recipes.output("grpo")
 
 
 @pytest.fixture(scope="module")
-def rlif_run(runs, work_dir) -> Path:
-    runs["rlif"].result()
-    return work_dir / "runs" / "rlif"
+def rlif_run(recipe_runs, recipes) -> Path:
+    recipe_runs["rlif"].result()
+    return recipes.output("rlif")
 
 
 @pytest.fixture(scope="module")
@@ -166,17 +108,17 @@ def rlif_resumed(rlif_run) -> Path:
 
 
 @pytest.fixture(scope="module")
-def signal_runs(runs, work_dir, rlif_run) -> dict[str, Path]:
+def signal_runs(recipe_runs, recipes, rlif_run) -> dict[str, Path]:
     """The RLIF run of each built-in signal (self-certainty's is ``rlif_run``)."""
     for signal in SIGNALS[1:]:
-        runs[f"rlif_{signal}"].result()
-    return {"self_certainty": rlif_run, **{signal: work_dir / "runs" / f"rlif_{signal}" for signal in SIGNALS[1:]}}
+        recipe_runs[f"rlif_{signal}"].result()
+    return {"self_certainty": rlif_run, **{signal: recipes.output(f"rlif_{signal}") for signal in SIGNALS[1:]}}
 
 
 @pytest.fixture(scope="module")
-def ppo_rm_run(runs, work_dir) -> Path:
-    runs["ppo_rm"].result()
-    return work_dir / "runs" / "ppo_rm"
+def ppo_rm_run(recipe_runs, recipes) -> Path:
+    recipe_runs["ppo_rm"].result()
+    return recipes.output("ppo_rm")
 
 
 def metric_lines(path: Path) -> list[dict]:
