@@ -206,8 +206,8 @@ class RewardBenchReport:
             if bias is None or bias.prefers_longer is None:
                 continue
             out.append(
-                f"prefers the longer response in {bias.prefers_longer:.3f} of {bias.n_compared} {bias.scope} "
-                f"(CI [{bias.interval.lower:.3f}, {bias.interval.upper:.3f}], {bias.n_ties} ties); "
+                f"longer response preferred ({bias.scope}): {bias.prefers_longer:.3f} of the {bias.n_compared} whose "
+                f"lengths differ (CI [{bias.interval.lower:.3f}, {bias.interval.upper:.3f}], {bias.n_ties} ties); "
                 f"the chosen one is longer in {bias.chosen_longer:.3f}"
             )
         return [*out, self.length_note]

@@ -10,13 +10,15 @@ wrong. The scored traces carry correctness, so each pair's subset is its correct
 (:data:`SUBSETS`); with a user's pairs file there is none, and the one subset is ``held-out``.
 
 Outputs: ``eval/rm_eval.json`` (the whole report, scores included) and ``eval/rm_token_rewards.jsonl``:
-for the first :data:`TOKEN_VIEW_PAIRS` held-out pairs, both responses with the reward after each
-token (the paper's Figure 2; ``rlsf-verl compare`` draws them). The stage's summary (:func:`summary`)
-goes into the run's report.
+for a held-out pair of each of the first :data:`TOKEN_VIEW_PAIRS` held-out prompts, both responses with
+the reward after each token (the paper's Figure 2; ``rlsf-verl compare`` draws them). The stage's
+summary (:func:`summary`) goes into the run's report.
 
->>> rows = preference_rows([pair], {(0, 0): True, (0, 1): False})  # doctest: +SKIP
->>> rows[0].subset  # doctest: +SKIP
+>>> pair = PreferencePair("Q: 2+2? A:", " 4", " 5", 1.5, 0.9, 0.5, prompt_index=0, chosen_branch=0, rejected_branch=1)
+>>> preference_rows([pair], {(0, 0): True, (0, 1): False})[0].subset
 'chosen right, rejected wrong'
+>>> preference_rows([pair], None)[0].subset  # a user's pairs file: correctness unknown
+'held-out'
 """
 
 from __future__ import annotations
@@ -47,6 +49,15 @@ SUBSETS = {
 def heldout_pairs(pairs: Sequence[PreferencePair], config: RewardModelConfig) -> list[PreferencePair]:
     """The pairs the reward-model stage held out of training (the same draw, so the same pairs)."""
     return split_pairs(pairs, config.heldout_fraction, config.seed)[1]
+
+
+def token_view_pairs(pairs: Sequence[PreferencePair]) -> list[int]:
+    """Indices of the pairs drawn token by token: the first pair of each of the first :data:`TOKEN_VIEW_PAIRS`
+    prompts, so the view shows different questions."""
+    first: dict[int, int] = {}
+    for index, pair in enumerate(pairs):
+        first.setdefault(pair.prompt_index, index)
+    return list(first.values())[:TOKEN_VIEW_PAIRS]
 
 
 def preference_rows(
@@ -123,7 +134,8 @@ def run_eval_rm(ctx: StageContext) -> dict:
     for line in report.lines():
         ctx.log(f"[eval_rm] {line}")
     views = []
-    for index, (pair, row) in enumerate(zip(pairs[:TOKEN_VIEW_PAIRS], rows, strict=False)):
+    for index in token_view_pairs(pairs):
+        pair, row = pairs[index], rows[index]
         for side, response, is_correct in (
             ("chosen", pair.chosen, row.chosen_correct),
             ("rejected", pair.rejected, row.rejected_correct),

@@ -1,6 +1,7 @@
 """The eval_rm stage: the run's reward model on exactly the pairs the reward_model stage held out, per
 correctness subset, with the length-bias check and the token rewards that `rlsf-verl compare` draws."""
 
+import doctest
 import json
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import pytest
 from rlsf_verl.analysis.reward_bench import PreferenceRow
 from rlsf_verl.pipeline import reward_eval
 from rlsf_verl.pipeline.preferences import PreferencePair, read_pairs_jsonl, split_pairs
-from rlsf_verl.pipeline.reward_eval import HELD_OUT, SUBSETS, TOKEN_VIEW_PAIRS, preference_rows
+from rlsf_verl.pipeline.reward_eval import HELD_OUT, SUBSETS, TOKEN_VIEW_PAIRS, preference_rows, token_view_pairs
 from rlsf_verl.pipeline.runner import make_pipeline_config, run_pipeline
 
 # A tiny run: tau=0 so that a random model still yields pairs; a third of the prompts held out.
@@ -78,13 +79,15 @@ def test_subsets_are_the_correctness_patterns_of_the_scored_traces(finished_run)
     assert bias["scope"] == "pairs of equal correctness" and bias["n"] <= same
 
 
-def test_token_rewards_are_written_for_the_first_held_out_pairs_both_sides(finished_run):
+def test_token_rewards_are_written_for_a_pair_of_each_first_held_out_prompt_both_sides(finished_run):
     run_dir, _ = finished_run
     rows = read_jsonl(run_dir / "eval" / "rm_token_rewards.jsonl")
     full = json.loads((run_dir / "eval" / "rm_eval.json").read_text())
-    n_pairs = min(TOKEN_VIEW_PAIRS, full["overall"]["n"])
-    assert [(row["pair"], row["side"]) for row in rows] == [
-        (i, side) for i in range(n_pairs) for side in ("chosen", "rejected")
+    _, held_out = split_pairs(read_pairs_jsonl(run_dir / "pairs.jsonl"), 0.34, 0)
+    prompts = list(dict.fromkeys(pair.prompt_index for pair in held_out))[:TOKEN_VIEW_PAIRS]
+    firsts = [next(i for i, pair in enumerate(held_out) if pair.prompt_index == p) for p in prompts]
+    assert [(row["pair"], row["prompt_index"], row["side"]) for row in rows] == [
+        (i, held_out[i].prompt_index, side) for i in firsts for side in ("chosen", "rejected")
     ]
     for row in rows:
         assert len(row["tokens"]) == len(row["rewards"]) and row["reward"] == row["rewards"][-1]
@@ -125,6 +128,11 @@ def test_preference_rows_carry_correctness_only_when_every_response_has_it():
     assert {row.subset for row in preference_rows(pairs, None)} == {HELD_OUT}
 
 
+def test_the_token_view_takes_the_first_pair_of_each_of_the_first_prompts():
+    pairs = [pair(2, 0, 1), pair(2, 0, 2), pair(5, 1, 0), pair(7, 0, 1), pair(7, 2, 1), pair(9, 0, 1)]
+    assert token_view_pairs(pairs) == [0, 2, 3][:TOKEN_VIEW_PAIRS] and TOKEN_VIEW_PAIRS == 3
+
+
 def test_without_held_out_pairs_the_stage_says_why(tiny_model_dir, tmp_path):
     from rlsf_verl.pipeline.run_dir import RunDir
     from rlsf_verl.pipeline.stages import StageContext
@@ -146,3 +154,7 @@ def test_without_the_reward_model_stage_the_stage_names_what_to_add(tiny_model_d
     config = make_pipeline_config({"model": str(tiny_model_dir), "run_dir": str(tmp_path)})
     with pytest.raises(ValueError, match=r"reward_model does not exist; add reward_model to stages"):
         reward_eval.run_eval_rm(StageContext(config, RunDir(tmp_path)))
+
+
+def test_module_examples_run():
+    assert doctest.testmod(reward_eval).failed == 0
