@@ -7,7 +7,7 @@ datasets (GSM8K, MultiArith, SVAMP, CommonsenseQA, ARC) from local files, and pr
 (4, True)
 """
 
-from rlsf_verl.data.arithmetic import ArithmeticSpec, arithmetic_problems, arithmetic_specs
+from rlsf_verl.data.arithmetic import ArithmeticSpec, arithmetic_problems, arithmetic_specs, one_step_problems
 from rlsf_verl.data.builtin import builtin_problems
 from rlsf_verl.data.choice import choice_problems
 from rlsf_verl.data.loaders import FORMATS, load_problems
@@ -25,5 +25,6 @@ __all__ = [
     "builtin_problems",
     "choice_problems",
     "load_problems",
+    "one_step_problems",
     "render_prompt",
 ]

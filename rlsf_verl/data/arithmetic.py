@@ -1,4 +1,5 @@
-"""MultiArith-like two-step word problems, generated from a structured spec so answers are exact.
+"""MultiArith-like two-step word problems, generated from a structured spec so answers are exact, and
+easier one-step ones (:func:`one_step_problems`) that a small model can partly solve.
 
 Each problem comes from an :class:`ArithmeticSpec`: three small integers, two operations and a
 grouping. The text is a template filled with those numbers; the answer is the spec evaluated with
@@ -66,7 +67,13 @@ class ArithmeticSpec:
         return value
 
     def to_problem(self, index: int) -> Problem:
-        return Problem(id=f"arith-{index:04d}", question=self.question, answer=str(self.evaluate()), kind="math")
+        return Problem(
+            id=f"arith-{index:04d}",
+            question=self.question,
+            answer=str(self.evaluate()),
+            kind="math",
+            source="arithmetic",
+        )
 
 
 def _evaluate(numbers: tuple[int, int, int], ops: tuple[str, str], grouping: str) -> int | None:
@@ -266,3 +273,87 @@ def arithmetic_specs(n: int, seed: int = 0) -> list[ArithmeticSpec]:
 def arithmetic_problems(n: int, seed: int = 0) -> list[Problem]:
     """``n`` MultiArith-like problems (ids ``arith-0000``...), deterministic for ``seed``."""
     return [spec.to_problem(i) for i, spec in enumerate(arithmetic_specs(n, seed))]
+
+
+# One operation on two small numbers: (name, text with {a} {b} {name} {He} {he}, operation, ranges of a and b).
+ONE_STEP_TEMPLATES: tuple[tuple[str, str, str, tuple[tuple[int, int], tuple[int, int]]], ...] = (
+    (
+        "picked",
+        "{name} has {a} apples. {He} picks {b} more apples. How many apples does {name} have now?",
+        "+",
+        ((2, 20), (2, 20)),
+    ),
+    (
+        "bus_on",
+        "A bus has {a} passengers. At a stop {b} more passengers get on. How many passengers are on the bus now?",
+        "+",
+        ((5, 30), (2, 15)),
+    ),
+    (
+        "gave_away",
+        "{name} has {a} stickers. {He} gives {b} stickers to a friend. How many stickers does {name} have left?",
+        "-",
+        ((10, 40), (1, 9)),
+    ),
+    (
+        "spent",
+        "{name} had {a} dollars and spent {b} dollars on a book. How many dollars does {name} have left?",
+        "-",
+        ((10, 50), (2, 9)),
+    ),
+    (
+        "boxes",
+        "There are {a} boxes with {b} pencils in each box. How many pencils are there in all?",
+        "*",
+        ((2, 9), (2, 9)),
+    ),
+    (
+        "weeks",
+        "{name} reads {a} pages every day for {b} days. How many pages does {he} read in all?",
+        "*",
+        ((2, 10), (2, 7)),
+    ),
+    (
+        "share",
+        "{name} shares {a} cookies equally among {b} friends. How many cookies does each friend get?",
+        "/",
+        ((4, 40), (2, 5)),
+    ),
+    ("teams", "{a} children split into teams of {b}. How many teams are there?", "/", ((6, 40), (2, 6))),
+)
+
+
+def one_step_problems(n: int, seed: int = 0) -> list[Problem]:
+    """``n`` one-operation word problems (ids ``step-0000``..., source ``one_step``), deterministic for ``seed``.
+
+    Templates are dealt in shuffled rounds like :func:`arithmetic_specs`; every answer is a positive integer.
+
+    >>> p = one_step_problems(1, seed=0)[0]
+    >>> p.kind, p.source, int(p.answer) > 0
+    ('math', 'one_step', True)
+    """
+    if not isinstance(n, int) or n < 0:
+        raise ValueError(f"n must be a non-negative integer, got {n!r}")
+    rng = random.Random(seed)
+    problems: list[Problem] = []
+    while len(problems) < n:
+        round_ = list(ONE_STEP_TEMPLATES)
+        rng.shuffle(round_)
+        for _, text, op, ranges in round_[: n - len(problems)]:
+            for _ in range(_MAX_DRAWS):
+                a, b = (rng.randint(lo, hi) for lo, hi in ranges)
+                answer = _apply(op, a, b)
+                if answer is not None:
+                    break
+            name, he, _him = rng.choice(_PEOPLE)
+            question = text.format(a=a, b=b, name=name, He=he.capitalize(), he=he)
+            problems.append(
+                Problem(
+                    id=f"step-{len(problems):04d}",
+                    question=question,
+                    answer=str(answer),
+                    kind="math",
+                    source="one_step",
+                )
+            )
+    return problems

@@ -126,6 +126,7 @@ def choice_problems(n: int, seed: int = 0) -> list[Problem]:
                     answer=LETTERS[choices.index(correct)],
                     kind="choice",
                     choices=tuple(choices),
+                    source="choice",
                 )
             )
     return problems

@@ -64,7 +64,7 @@ def test_ids_are_unique_and_problems_are_math():
     problems = arithmetic_problems(20, seed=0)
     assert [p.id for p in problems][:2] == ["arith-0000", "arith-0001"]
     assert len({p.id for p in problems}) == 20
-    assert {(p.kind, p.source) for p in problems} == {("math", "builtin")}
+    assert {(p.kind, p.source) for p in problems} == {("math", "arithmetic")}
 
 
 def test_spec_evaluates_left_and_right_grouping():
@@ -82,3 +82,16 @@ def test_spec_with_an_inexact_division_is_rejected():
 def test_negative_count_is_rejected():
     with pytest.raises(ValueError, match="n must be a non-negative integer"):
         arithmetic_problems(-1)
+
+
+def test_one_step_answers_are_the_stated_operation_on_the_two_numbers():
+    from rlsf_verl.data import one_step_problems
+
+    problems = one_step_problems(200, seed=5)
+    assert problems == one_step_problems(200, seed=5) and problems != one_step_problems(200, seed=6)
+    assert len({p.id for p in problems}) == 200
+    for problem in problems:
+        a, b = (int(x) for x in re.findall(r"\d+", problem.question))
+        candidates = {a + b, a - b, a * b} | ({a // b} if a % b == 0 else set())
+        assert int(problem.answer) in candidates and int(problem.answer) > 0, problem.question
+        assert problem.kind == "math" and problem.source == "one_step"

@@ -27,3 +27,19 @@ def test_same_seed_gives_the_same_problems_with_unique_ids():
 def test_choice_fraction_outside_zero_one_is_rejected():
     with pytest.raises(ValueError, match="choice_fraction"):
         builtin_problems(10, choice_fraction=1.5)
+
+
+def test_one_step_fraction_adds_one_step_problems_and_each_source_names_its_task():
+    problems = builtin_problems(20, seed=0, choice_fraction=0.25, one_step_fraction=0.5)
+    counts = {source: sum(p.source == source for p in problems) for source in ("arithmetic", "choice", "one_step")}
+    assert counts == {"arithmetic": 5, "choice": 5, "one_step": 10}
+
+
+def test_without_one_step_problems_the_draw_is_unchanged():
+    # Runs and tests recorded before one-step problems existed keep their problems.
+    assert builtin_problems(16, seed=3, one_step_fraction=0.0) == builtin_problems(16, seed=3)
+
+
+def test_fractions_summing_above_one_are_rejected():
+    with pytest.raises(ValueError, match="choice_fraction \\+ one_step_fraction"):
+        builtin_problems(10, choice_fraction=0.6, one_step_fraction=0.6)
