@@ -30,6 +30,7 @@ import sys
 import time
 import urllib.error
 import urllib.parse
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -197,9 +198,9 @@ def _wait_ready(url: str, proc: subprocess.Popen, timeout_s: float) -> None:
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise ValueError(f"decode.server_command exited with code {proc.returncode} before {url} was ready")
-        try:
-            _get(f"{url}/health", timeout_s=5)
-            return
+        try:  # /health answers 200 with an empty body once the server takes requests
+            with urllib.request.urlopen(f"{url}/health", timeout=5):
+                return
         except (urllib.error.URLError, OSError, RuntimeError, ValueError):
             time.sleep(1)
     _stop(proc)
