@@ -78,7 +78,7 @@ class PairStats:
     n_prompts_with_pairs: int
     n_no_answer: int
     n_unfinished: int  # traces cut off at the token budget (finished false): never chosen
-    n_reaching_tau: int  # finished traces with an answer and confidence >= tau: the possible "chosen" ones
+    n_reaching_tau: int  # traces that may be chosen: with an answer, finished, confidence >= tau
     max_confidence: float | None  # None when there were no traces
     tau: float
 
@@ -132,15 +132,20 @@ def _field(trace: Any, name: str, position: int, default: Any = _REQUIRED) -> An
     return default
 
 
-def _may_be_chosen(record: dict[str, Any], tau: float) -> bool:
-    return record["finished"] and not record["no_answer"] and record["confidence"] >= tau
-
-
-def make_pairs(traces: Iterable[Any], tau: float = 0.9) -> tuple[list[PreferencePair], PairStats]:
+def make_pairs(
+    traces: Iterable[Any], tau: float = 0.9, chosen_unfinished: bool = False
+) -> tuple[list[PreferencePair], PairStats]:
     """Apply the RLSF pairing rule to scored traces; see the module docstring for the trace fields.
 
-    Pairs come out ordered by prompt index, then chosen branch, then rejected branch.
+    ``chosen_unfinished`` lets a cut-off trace be chosen too (for models that never end a trace, such
+    as the tests' tiny random ones). Pairs come out ordered by prompt index, then chosen branch, then
+    rejected branch.
     """
+
+    def may_be_chosen(record: dict[str, Any]) -> bool:
+        ended = record["finished"] or chosen_unfinished
+        return ended and not record["no_answer"] and record["confidence"] >= tau
+
     if not isinstance(tau, int | float) or isinstance(tau, bool) or not math.isfinite(tau):
         raise ValueError(f"tau: expected a finite number (the paper uses 0.9), got {tau!r}")
 
@@ -177,7 +182,7 @@ def make_pairs(traces: Iterable[Any], tau: float = 0.9) -> tuple[list[Preference
         n_traces += 1
         n_no_answer += record["no_answer"]
         n_unfinished += not record["finished"]
-        n_reaching_tau += _may_be_chosen(record, tau)
+        n_reaching_tau += may_be_chosen(record)
         max_confidence = record["confidence"] if max_confidence is None else max(max_confidence, record["confidence"])
 
     pairs: list[PreferencePair] = []
@@ -186,7 +191,7 @@ def make_pairs(traces: Iterable[Any], tau: float = 0.9) -> tuple[list[Preference
         group = sorted(by_prompt[index], key=lambda record: record["branch"])
         before = len(pairs)
         for chosen in group:
-            if not _may_be_chosen(chosen, tau):
+            if not may_be_chosen(chosen):
                 continue
             for rejected in group:
                 # Whitespace-only differences are no real preference; the RM could not learn them.

@@ -1,15 +1,18 @@
 """The report of a pipeline run: what its stage markers say, as ``report.json`` and as the Markdown
-table ``report.md`` (before vs after, pairs, reward-model accuracy, stage times).
+table ``report.md``: before vs after on the held-out problems with the change, its paired bootstrap
+95% interval and a plain verdict per metric; accuracy per task; the pairs and how many decoded traces
+were cut off; the reward model's held-out pair accuracy with its Wilson interval; stage times.
 
 >>> row = {"model": "tiny", "signal": "answer_margin", "evaluate": {"before": {"accuracy": 0.5}}, "seconds": {}}
 >>> print(format_report(row).splitlines()[4])
-| accuracy | 0.500 | - |
+| accuracy | 0.500 | - | - | - | - |
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from rlsf_verl.analysis.intervals import wilson_interval
 from rlsf_verl.analysis.render import markdown_template
 from rlsf_verl.io import atomic_write_json, atomic_write_text
 from rlsf_verl.pipeline.run_dir import RunDir
@@ -19,12 +22,25 @@ _REPORT = markdown_template(
     """\
 # RLSF run: {{ model }}
 
-| metric | before | after |
-|---|---|---|
-{% for metric, before, after in table %}
-| {{ metric }} | {{ before | num(missing='-') }} | {{ after | num(missing='-') }} |
+| metric{{ n_problems }} | before | after | change | 95% CI | verdict |
+|---|---|---|---|---|---|
+{% for metric, before, after, change, interval, verdict in table %}
+| {{ metric }} | {{ before | num(missing='-') }} | {{ after | num(missing='-') }} | {# no break #}
+{{ change }} | {{ interval }} | {{ verdict }} |
 {% endfor %}
+{% if resamples %}
 
+Change: after - before on the same problems, with its 95% paired bootstrap interval ({{ resamples }} {# no break #}
+resamples of the problems); "no measurable change" means the interval holds 0.
+{% endif %}
+
+{% if tasks %}
+Accuracy per task (before{{ ' -> after' if has_after }}): {# no break #}
+{% for task, n, before, after in tasks %}
+{{ task }} {{ before | num }}{{ (' -> ' ~ (after | num)) if has_after }} (n {{ n }}){{ ', ' if not loop.last }}
+{%- endfor %}
+
+{% endif %}
 {% for name, note in notes %}
 - {{ name }}: {{ note }}
 {% endfor %}
@@ -34,9 +50,10 @@ _REPORT = markdown_template(
 {% else %}
 - preference pairs: {{ pairs.n_pairs }} from {{ pairs.n_traces }} traces (tau {{ pairs.tau }}, {# no break #}
 prompts with pairs {{ pairs.n_prompts_with_pairs }})
+- decoded traces: {{ finished }} finished, {{ pairs.n_unfinished }} cut off at the token budget (never chosen)
 {% endif %}
 - no-answer traces in decoding: {{ confidence.n_no_answer }} of {{ confidence.n_traces }}
-- reward model held-out pair accuracy: {{ reward_model.heldout_accuracy }}{{ heldout_reason }}
+- reward model held-out pair accuracy: {{ rm_heldout }}
 - stage seconds: {{ seconds | join(', ') }}
 {% if calibrated %}
 
@@ -53,21 +70,66 @@ class _Missing(dict):
         return "-"
 
 
+def _change_cells(change: dict) -> tuple[str, str, str]:
+    """(change, interval, verdict) cells of one metric's paired bootstrap (``MetricChange.to_dict()``)."""
+    if not change:
+        return "-", "-", "-"
+    if change["change"] is None:
+        return "-", "-", change["verdict"]
+    return f"{change['change']:+.3f}", f"[{change['lower']:+.3f}, {change['upper']:+.3f}]", change["verdict"]
+
+
+def reward_model_heldout(row: dict) -> str:
+    """The RM's held-out pair accuracy with its 95% Wilson interval and number of pairs, as one phrase.
+
+    From the ``eval_rm`` stage when it ran, else from the ``reward_model`` stage's accuracy (a tie
+    counts as no win, so accuracy x n is a whole number of pairs).
+
+    >>> reward_model_heldout({"reward_model": {"heldout_accuracy": 0.75, "n_heldout": 60}})
+    '0.750 (95% Wilson CI [0.628, 0.842], n = 60 pairs)'
+    >>> reward_model_heldout({"reward_model": {"heldout_accuracy": None, "heldout_reason": "heldout_fraction is 0"}})
+    '- (heldout_fraction is 0)'
+    """
+    evaluated = row.get("eval_rm") or {}
+    if evaluated.get("n_pairs") and evaluated.get("ci95"):
+        accuracy, n, (lower, upper) = evaluated["accuracy"], evaluated["n_pairs"], evaluated["ci95"]
+    else:
+        rm = row.get("reward_model") or {}
+        accuracy, n = rm.get("heldout_accuracy"), rm.get("n_heldout")
+        if accuracy is None or not n:
+            reason = rm.get("heldout_reason")
+            return f"- ({reason})" if reason else "-"
+        interval = wilson_interval(round(accuracy * n), n)
+        lower, upper = interval.lower, interval.upper
+    return f"{accuracy:.3f} (95% Wilson CI [{lower:.3f}, {upper:.3f}], n = {n} pairs)"
+
+
 def format_report(row: dict) -> str:
-    """Markdown table of a run: before vs after, pairs, RM accuracy, stage times."""
+    """Markdown table of a run: before vs after with the change and its interval, pairs, RM accuracy, stage times."""
     evaluation = row.get("evaluate", {})
-    rm = {k: v for k, v in row.get("reward_model", {}).items() if v is not None}
+    sides = {name: evaluation.get(name, {}) for name in ("before", "after")}
+    changes = evaluation.get("change", {})
+    tasks = sides["before"].get("by_task", {})
+    pairs = _Missing(row.get("pairs", {}))
+    n = sides["before"].get("n")
     return _REPORT.render(
         model=row["model"],
         signal=row.get("signal", "-"),
-        table=[(m, *(evaluation.get(name, {}).get(m) for name in ("before", "after"))) for m in _METRICS],
-        notes=[(name, entry["note"]) for name, entry in evaluation.items() if entry.get("note")],
-        pairs=_Missing(row.get("pairs", {})),
+        n_problems=f" ({n} held-out problems)" if n else "",
+        table=[(m, *(side.get(m) for side in sides.values()), *_change_cells(changes.get(m, {}))) for m in _METRICS],
+        tasks=[
+            (task, counts["n"], counts["accuracy"], sides["after"].get("by_task", {}).get(task, {}).get("accuracy"))
+            for task, counts in tasks.items()
+        ],
+        resamples=next((change["n_resamples"] for change in changes.values()), None),
+        has_after=bool(sides["after"]),
+        notes=[(name, entry["note"]) for name, entry in sides.items() if entry.get("note")],
+        pairs=pairs,
+        finished=pairs["n_traces"] - pairs["n_unfinished"] if "n_unfinished" in pairs else "-",
         confidence=_Missing(row.get("confidence", {})),
-        reward_model=_Missing(rm),
-        heldout_reason=f" ({rm['heldout_reason']})" if rm.get("heldout_reason") else "",
+        rm_heldout=reward_model_heldout(row),
         seconds=[f"{stage} {seconds:.0f}" for stage, seconds in row.get("seconds", {}).items()],
-        calibrated=any(entry.get("ece") is not None for entry in evaluation.values()),
+        calibrated=any(side.get("ece") is not None for side in sides.values()),
     )
 
 

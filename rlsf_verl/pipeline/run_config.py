@@ -28,15 +28,32 @@ class DataConfig:
     source: str = "builtin"  # "builtin" (seeded generator, no download) or a local file/dir path
     format: str | None = None  # for local data: gsm8k, multiarith, svamp, commonsenseqa, arc
     split: str | None = None  # for a local directory holding several splits
-    n_problems: int = 32  # problems CoT-decoded into preference pairs
-    n_eval: int = 16  # further problems, unseen in training, for the before/after evaluation
+    n_problems: int = 40  # problems CoT-decoded into preference pairs
+    # Further problems, unseen in training, for the before/after evaluation: enough that a paired
+    # bootstrap interval can tell a change of a few points of accuracy from noise.
+    n_eval: int = 200
     seed: int = 0
-    choice_fraction: float = 0.25  # built-in data: share of multiple-choice items
+    eval_seed: int = 1  # built-in data: the held-out problems are drawn with this seed, not ``seed``
+    # Built-in task mix (rlsf_verl.data.builtin; the rest is two-step arithmetic). Chosen so that the
+    # embedded SmolLM2-135M solves some but not all: it gets few two-step problems right, more one-step
+    # ones. No multiple choice by default: there are only 32 hand-written items, too few to hold out.
+    choice_fraction: float = 0.0
+    one_step_fraction: float = 0.5
     template: str = "cot"  # prompt template (rlsf_verl.data.PROMPT_TEMPLATES)
 
     def __post_init__(self) -> None:
         if self.n_problems < 1 or self.n_eval < 0:
             raise ValueError(f"data.n_problems must be >= 1 and data.n_eval >= 0, got {self.n_problems}, {self.n_eval}")
+        if self.source == "builtin" and self.eval_seed == self.seed:
+            raise ValueError(
+                f"data.eval_seed: equals data.seed ({self.seed}), so the held-out problems would be the training "
+                "ones; give it another value"
+            )
+        if self.choice_fraction + self.one_step_fraction > 1.0:
+            raise ValueError(
+                f"data.choice_fraction + data.one_step_fraction must be at most 1, got "
+                f"{self.choice_fraction} + {self.one_step_fraction}"
+            )
         if self.source != "builtin" and self.format is None:
             raise ValueError(f"data.format: required for local data {self.source!r} (e.g. data.format=gsm8k)")
 
@@ -48,9 +65,15 @@ class PipelineConfig:
     model: str = "smollm2"  # "smollm2" (embedded default), a local HF model directory, or a hub id in the HF cache
     run_dir: str = "runs/rlsf-default"
     data: DataConfig = field(default_factory=DataConfig)
-    decode: DecodeConfig = field(default_factory=DecodeConfig)
+    # 64 tokens (not DecodeConfig's 96) keep the default run within its time on a 2-core CPU with 200
+    # held-out problems decoded twice; one-step problems end within it, longer traces are cut off
+    # and never chosen.
+    decode: DecodeConfig = field(default_factory=lambda: DecodeConfig(max_new_tokens=64))
     signal: str = "answer_margin"  # registered confidence signal that ranks traces (rlsf_verl.signals)
     tau: float = 0.9  # a trace must reach this confidence to be "chosen" in a pair
+    # true lets a trace cut off at decode.max_new_tokens be "chosen" too (for models that never end a
+    # trace, like the tests' tiny random ones); by default DPO never learns to prefer a cut-off response.
+    chosen_unfinished: bool = False
     # Your own preference pairs (JSONL in read_pairs_jsonl's format, e.g. from examples/traces_to_pairs.py):
     # the run then skips decoding and confidence and trains the reward model and DPO on this file.
     pairs: str | None = None
@@ -58,7 +81,11 @@ class PipelineConfig:
     # 3 epochs (set reward_model.max_steps=-1 reward_model.num_train_epochs=3 for that). DPO trains
     # a LoRA adapter, which needs a larger step than the paper's full fine-tuning rate of 1e-6
     # (with 1e-6, six LoRA steps leave the policy's greedy answers unchanged).
-    reward_model: RewardModelConfig = field(default_factory=lambda: RewardModelConfig(max_steps=6))
+    # Half the pairs' prompts are held out: six steps of 8 see 48 pairs anyway, and the held-out pair
+    # accuracy needs some 50 pairs for an interval narrower than +-0.15.
+    reward_model: RewardModelConfig = field(
+        default_factory=lambda: RewardModelConfig(max_steps=6, heldout_fraction=0.5)
+    )
     dpo: DPOTrainingConfig = field(default_factory=lambda: DPOTrainingConfig(max_steps=6, learning_rate=5e-5))
     stages: list[str] = field(default_factory=lambda: list(_stage_names()))  # leave out e.g. "dpo" to skip it
 

@@ -14,7 +14,7 @@ turns a model directory into a :class:`rlsf_verl.pipeline.decode.CoTDecoder`.
 ('problems', 'decode', 'confidence', 'pairs', 'reward_model', 'eval_rm', 'dpo', 'evaluate')
 >>> from rlsf_verl.pipeline.run_config import PipelineConfig
 >>> sorted(fingerprint("pairs", PipelineConfig()))
-['data', 'decode', 'model', 'signal', 'tau']
+['chosen_unfinished', 'data', 'decode', 'model', 'signal', 'tau']
 """
 
 from __future__ import annotations
@@ -96,23 +96,41 @@ class StageContext:
 
 
 def run_problems(ctx: StageContext) -> dict:
+    """Training and held-out problems: built-in ones drawn with ``data.seed`` and ``data.eval_seed``
+    (held-out problems that repeat a training question are skipped), or a local file's first
+    ``n_problems`` and the ``n_eval`` after them."""
     from rlsf_verl.data import builtin_problems, load_problems
+    from rlsf_verl.data.choice import CHOICE_ITEMS
 
     data = ctx.config.data
     wanted = data.n_problems + data.n_eval
     if data.source == "builtin":
-        problems = builtin_problems(wanted, seed=data.seed, choice_fraction=data.choice_fraction)
+        mix = {"choice_fraction": data.choice_fraction, "one_step_fraction": data.one_step_fraction}
+        train = builtin_problems(data.n_problems, seed=data.seed, **mix)
+        seen = {(p.question, p.choices) for p in train}
+        pool = builtin_problems(wanted, seed=data.eval_seed, **mix)
+        held_out = [p for p in pool if (p.question, p.choices) not in seen][: data.n_eval]
+        if len(held_out) < data.n_eval:
+            raise ValueError(
+                f"data.n_eval: only {len(held_out)} built-in problems unseen in training; lower data.n_eval or "
+                f"data.choice_fraction (there are {len(CHOICE_ITEMS)} multiple-choice items)"
+            )
     else:
         problems = load_problems(data.source, data.format, split=data.split, limit=wanted)
-    if len(problems) < wanted:
-        raise ValueError(
-            f"data.source {data.source!r} has {len(problems)} problems, fewer than "
-            f"data.n_problems + data.n_eval = {wanted}; lower them"
-        )
-    train, held_out = problems[: data.n_problems], problems[data.n_problems : wanted]
+        if len(problems) < wanted:
+            raise ValueError(
+                f"data.source {data.source!r} has {len(problems)} problems, fewer than "
+                f"data.n_problems + data.n_eval = {wanted}; lower them"
+            )
+        train, held_out = problems[: data.n_problems], problems[data.n_problems : wanted]
     atomic_write_jsonl(ctx.run / "problems.jsonl", [p.to_dict() for p in train])
     atomic_write_jsonl(ctx.run / "eval_problems.jsonl", [p.to_dict() for p in held_out])
-    return {"n_problems": len(train), "n_eval": len(held_out)}
+    tasks = sorted({p.source for p in held_out})
+    return {
+        "n_problems": len(train),
+        "n_eval": len(held_out),
+        "eval_by_task": {task: sum(p.source == task for p in held_out) for task in tasks},
+    }
 
 
 def run_decode(ctx: StageContext) -> dict:
@@ -179,7 +197,7 @@ def run_pairs(ctx: StageContext) -> dict:
         ctx.log(f"{len(pairs)} pairs of {stats['n_prompts']} prompts from {ctx.config.pairs}")
         return stats
     scored = read_jsonl(ctx.run / "scored.jsonl")
-    pairs, stats = make_pairs(scored, tau=ctx.config.tau)
+    pairs, stats = make_pairs(scored, tau=ctx.config.tau, chosen_unfinished=ctx.config.chosen_unfinished)
     write_pairs_jsonl(pairs, ctx.run / "pairs.jsonl")
     atomic_write_json(ctx.run / "pair_stats.json", stats.to_dict())
     ctx.log(stats.explain())
@@ -215,7 +233,10 @@ def _greedy_eval(ctx: StageContext, model_dir: Path, name: str, problems):
 
 
 def run_evaluate(ctx: StageContext) -> dict:
+    """Greedy accuracy and calibration before and after DPO on the held-out problems, per task, and the
+    change of each metric with its paired bootstrap interval (the same problems on both sides)."""
     from rlsf_verl.analysis import calibration_report, reliability_diagram
+    from rlsf_verl.analysis.intervals import paired_bootstrap
 
     problems = ctx.problems("eval_problems")
     if not problems:
@@ -223,7 +244,7 @@ def run_evaluate(ctx: StageContext) -> dict:
     models = {"before": ctx.model_path()}
     if "dpo" in ctx.config.stages:
         models["after"] = ctx.run / "dpo_model"
-    reports, evaluation, summary = {}, {}, {}
+    reports, evaluation, summary, samples = {}, {}, {}, {}
     for name, model_dir in models.items():
         scored = _greedy_eval(ctx, model_dir, name, problems)
         confidences, correct = [s.confidence for s in scored], [bool(s.correct) for s in scored]
@@ -244,11 +265,34 @@ def run_evaluate(ctx: StageContext) -> dict:
             report = reports[name] = calibration_report(confidences, correct)
             evaluation[name] = report.to_dict()
             summary[name] = {metric: getattr(report, metric) for metric in ("accuracy", "ece", "brier", "auroc")}
+            samples[name] = (confidences, correct)
         summary[name]["no_answer_rate"] = no_answer_rate
+        summary[name]["n"] = len(scored)
+        summary[name]["n_unfinished"] = sum(not s.finished for s in scored)
+        summary[name]["by_task"] = _accuracy_by_task(problems, correct)
+    caption = None
+    if len(samples) == 2:
+        changes = paired_bootstrap(*samples["before"], *samples["after"], seed=ctx.config.data.seed)
+        summary["change"] = evaluation["change"] = {metric: change.to_dict() for metric, change in changes.items()}
+        for change in changes.values():
+            ctx.log(f"[evaluate] {change.sentence()}")
+        ece = changes["ece"]
+        caption = f"ECE change after - before: {ece.change:+.3f}, {ece.level:.0%} paired bootstrap CI "
+        caption += f"[{ece.lower:+.3f}, {ece.upper:+.3f}] over {ece.n} problems: {ece.verdict}"
     if reports:
-        reliability_diagram(reports, ctx.run / "reliability.png", title="RLSF (DPO): held-out calibration")
+        reliability_diagram(
+            reports, ctx.run / "reliability.png", title="RLSF (DPO): held-out calibration", caption=caption
+        )
     atomic_write_json(ctx.run / "evaluation.json", evaluation)
     return summary
+
+
+def _accuracy_by_task(problems, correct: list[bool]) -> dict[str, dict]:
+    """``{task: {"n", "accuracy"}}``, a task being a problem's ``source`` (its generator or data set)."""
+    by_task: dict[str, list[bool]] = {}
+    for problem, right in zip(problems, correct, strict=True):
+        by_task.setdefault(problem.source, []).append(right)
+    return {task: {"n": len(values), "accuracy": sum(values) / len(values)} for task, values in by_task.items()}
 
 
 @dataclass(frozen=True)
@@ -269,7 +313,7 @@ STAGE_TABLE: dict[str, Stage] = {
         Stage("problems", (), ("data",), run_problems),
         Stage("decode", ("problems",), ("model", "decode", "signal"), run_decode),
         Stage("confidence", ("decode",), (), run_confidence),
-        Stage("pairs", ("confidence",), ("tau",), run_pairs),
+        Stage("pairs", ("confidence",), ("tau", "chosen_unfinished"), run_pairs),
         Stage("reward_model", ("pairs",), ("reward_model",), run_reward_model),
         Stage("eval_rm", ("reward_model",), (), run_eval_rm),  # the RM on its held-out pairs (reward_eval.py)
         Stage("dpo", ("pairs",), ("dpo",), run_dpo),

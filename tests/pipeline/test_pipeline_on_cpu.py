@@ -18,12 +18,14 @@ OVERRIDES = [
     "data.n_problems=4",
     "data.n_eval=3",
     "data.choice_fraction=0.25",
+    "data.one_step_fraction=0.0",
     "decode.k=3",
     "decode.max_new_tokens=12",
     "decode.answer_max_tokens=6",
     "decode.batch_size=6",
     "decode.progress=false",
     "tau=0.0",
+    "chosen_unfinished=true",  # the random model never ends a trace within 12 tokens
     "reward_model.max_steps=2",
     "reward_model.per_device_train_batch_size=2",
     "reward_model.heldout_fraction=0.25",
@@ -45,7 +47,7 @@ def tiny_model(tiny_model_dir) -> Path:
 # batching only where every choice wins by far more than that noise, so the batching test runs on a
 # model whose seed gives every choice of its traces at least MIN_DECISION_GAP, and asserts it.
 MIN_DECISION_GAP = 1e-2  # logits; ~1,700x the measured batch-shape noise
-WELL_SEPARATED_SEED = 9  # the smallest gap of its traces: 2.1e-2 logits (seeds 1-11 give 3.3e-3 to 2.1e-2)
+WELL_SEPARATED_SEED = 7  # the smallest gap of its traces: 2.6e-2 logits (seeds 1-15 give 2.4e-4 to 2.6e-2)
 
 
 @pytest.fixture(scope="module")
@@ -160,6 +162,46 @@ def test_evaluation_reports_before_and_after_with_a_reliability_diagram(finished
     assert (run_dir / "reliability.png").read_bytes().startswith(b"\x89PNG")
     markdown = (run_dir / "report.md").read_text()
     assert "| ece |" in markdown and "preference pairs:" in markdown
+
+
+def test_evaluation_gives_each_metric_change_its_paired_bootstrap_interval(finished_run):
+    from rlsf_verl.analysis.intervals import paired_bootstrap
+
+    run_dir, report = finished_run
+    sides = [read_jsonl(run_dir / "eval" / f"{name}.jsonl") for name in ("before", "after")]
+    samples = [x for rows in sides for x in ([r["confidence"] for r in rows], [bool(r["correct"]) for r in rows])]
+    expected = paired_bootstrap(*samples, seed=0)  # data.seed
+    evaluation = json.loads((run_dir / "evaluation.json").read_text())
+    for metric, change in expected.items():
+        assert report["evaluate"]["change"][metric] == evaluation["change"][metric] == change.to_dict()
+        if change.change is not None:
+            row = next(
+                line for line in (run_dir / "report.md").read_text().splitlines() if line.startswith(f"| {metric} |")
+            )
+            assert f"[{change.lower:+.3f}, {change.upper:+.3f}] | {change.verdict} |" in row
+    problems = read_jsonl(run_dir / "eval_problems.jsonl")
+    for name, rows in zip(("before", "after"), sides, strict=True):
+        by_task = {}
+        for problem, row in zip(problems, rows, strict=True):
+            by_task.setdefault(problem["source"], []).append(bool(row["correct"]))
+        expected_tasks = {task: {"n": len(v), "accuracy": sum(v) / len(v)} for task, v in by_task.items()}
+        assert report["evaluate"][name]["by_task"] == expected_tasks
+
+
+def test_held_out_problems_are_drawn_with_the_eval_seed_and_never_repeat_a_training_question(finished_run):
+    from rlsf_verl.data import builtin_problems
+
+    run_dir, _ = finished_run
+    train, held_out = read_jsonl(run_dir / "problems.jsonl"), read_jsonl(run_dir / "eval_problems.jsonl")
+    assert {p["question"] for p in train}.isdisjoint(p["question"] for p in held_out)
+    seen = {p["question"] for p in train}
+    unseen = [p.to_dict() for p in builtin_problems(7, seed=1, choice_fraction=0.25) if p.question not in seen]
+    assert held_out == unseen[:3]
+
+
+def test_an_eval_seed_equal_to_the_training_seed_is_refused(tiny_model, tmp_path):
+    with pytest.raises(ValueError, match="data.eval_seed: equals data.seed"):
+        make_config(tiny_model, tmp_path / "run", "data.eval_seed=0")
 
 
 def test_rerun_skips_finished_stages_and_changes_nothing(finished_run, tiny_model):

@@ -20,6 +20,7 @@ OVERRIDES = [
     "decode.batch_size=6",
     "decode.progress=false",
     "tau=0.0",
+    "chosen_unfinished=true",  # the random model never ends a trace within 12 tokens
     "stages=[problems,decode,confidence,pairs]",
 ]
 

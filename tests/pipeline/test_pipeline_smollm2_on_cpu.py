@@ -23,6 +23,7 @@ def test_pipeline_on_smollm2_gives_pairs_a_reward_model_and_an_evaluation(tmp_pa
         "decode.max_new_tokens=48",
         "decode.progress=false",
         "tau=0.5",
+        "chosen_unfinished=true",  # 48 tokens cut most traces short
         "reward_model.max_steps=1",
         "reward_model.per_device_train_batch_size=4",
         "dpo.max_steps=1",

@@ -66,6 +66,12 @@ def test_an_unfinished_trace_is_never_chosen_but_can_be_rejected():
     assert (stats.n_unfinished, stats.n_reaching_tau) == (2, 1)
 
 
+def test_chosen_unfinished_lets_a_cut_off_trace_be_chosen():
+    traces = [trace(0.97, 0, finished=False), trace(0.93, 1), trace(0.2, 2, finished=False)]
+    pairs, _ = make_pairs(traces, tau=0.9, chosen_unfinished=True)
+    assert chosen_rejected(pairs) == [(0, 1), (0, 2), (1, 2)]
+
+
 def test_a_trace_without_the_finished_field_counts_as_finished():
     traces = [trace(0.95, 0), trace(0.2, 1)]
     del traces[0]["finished"], traces[1]["finished"]
