@@ -9,7 +9,8 @@ transformers: token ids exactly, token values within --tolerance.
 
     python benchmarks/decode.py                          # tiny random model, transformers only
     vllm serve ~/.cache/rlsf-verl/models/SmolLM2-135M-Instruct.r1 --port 8000 --dtype float32 &
-    PYTHONPATH=. .venv-vllm/bin/python benchmarks/decode.py --model smollm2 --prompts 4 --k 3 \\
+    PYTHONPATH=. .venv-vllm/bin/python benchmarks/decode.py --prompts 4 --k 3 \\
+        --model ~/.cache/rlsf-verl/models/SmolLM2-135M-Instruct.r1 \\
         --max-new-tokens 32 --server-url http://127.0.0.1:8000
 """
 

@@ -117,10 +117,11 @@ class DecodeBackend:
             return load_causal_lm(model_dir, dtype=self.config.dtype, device=self.config.device)
         if backend == "vllm":
             import vllm
+            from vllm.platforms import current_platform
 
             # vLLM's "auto" takes the checkpoint's dtype; the run's auto is float32 on the CPU.
             dtype = self.config.dtype
-            if dtype == "auto" and vllm.platforms.current_platform.is_cpu():
+            if dtype == "auto" and current_platform.is_cpu():
                 dtype = "float32"
             return vllm.LLM(
                 model=str(model_dir), dtype=dtype, enable_prefix_caching=True, seed=0, **self.config.vllm_args
