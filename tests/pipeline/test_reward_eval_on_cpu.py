@@ -23,6 +23,7 @@ OVERRIDES = [
     "decode.batch_size=9",
     "decode.progress=false",
     "tau=0.0",
+    "chosen_unfinished=true",  # the random model never ends a trace in 12 tokens
     "reward_model.max_steps=2",
     "reward_model.per_device_train_batch_size=2",
     "reward_model.heldout_fraction=0.34",
@@ -37,14 +38,8 @@ def read_jsonl(path: Path) -> list[dict]:
 @pytest.fixture(scope="module")
 def finished_run(tiny_model_dir, tmp_path_factory) -> tuple[Path, dict]:
     run_dir = tmp_path_factory.mktemp("run") / "rm-eval"
-    values = {"model": str(tiny_model_dir), "run_dir": str(run_dir)}
-    quiet = lambda message: None  # noqa: E731
-    run_pipeline(make_pipeline_config(values, [*OVERRIDES, "stages=[problems,decode,confidence]"]), log=quiet)
-    # The random model never ends a trace in 12 tokens, and a cut-off trace is never chosen: call them
-    # finished so that the pairing rule makes pairs to train and hold out.
-    scored = run_dir / "scored.jsonl"
-    scored.write_text("".join(json.dumps({**row, "finished": True}) + "\n" for row in read_jsonl(scored)))
-    return run_dir, run_pipeline(make_pipeline_config(values, OVERRIDES), log=quiet)
+    config = make_pipeline_config({"model": str(tiny_model_dir), "run_dir": str(run_dir)}, OVERRIDES)
+    return run_dir, run_pipeline(config, log=lambda message: None)
 
 
 def test_the_stage_evaluates_the_held_out_pairs_and_agrees_with_the_reward_model_stage(finished_run):
