@@ -1,6 +1,7 @@
 """decode.backend: its settings, the checks that refuse a backend before the run directory exists, and
 (slow) the pipeline on a real CPU vLLM, in-process and as a server the run starts, against transformers."""
 
+import dataclasses
 import http.server
 import json
 import os
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from rlsf_verl.models import resolve_model_path
 from rlsf_verl.pipeline.backends import DecodeBackend, served_model
 from rlsf_verl.pipeline.decode import DecodeConfig, HFCoTDecoder, ServerCoTDecoder
 from rlsf_verl.pipeline.preferences import make_pairs
@@ -225,25 +227,50 @@ def run_with_server(run_dir: Path) -> None:
     config = make_pipeline_config({"run_dir": str(run_dir)}, [*RUN, *overrides, "decode.progress=false"])
     run_pipeline(config, log=print)
     with pytest.raises(ValueError, match="unreachable"):  # the run stopped its server
-        DecodeBackend(config.decode, config.model)._serve(Path(config.model))
+        served_model(config.decode.server_url[0], resolve_model_path(config.model))
 
 
-def run_in_process(run_dir: Path) -> None:
-    """The pipeline on backend=vllm, inside .venv-vllm (where vLLM is; rlsf_verl from this checkout)."""
-    script = (
-        "import sys; from rlsf_verl.pipeline.runner import make_pipeline_config, run_pipeline; "
-        "run_pipeline(make_pipeline_config({'run_dir': sys.argv[1]}, sys.argv[2:]))"
-    )
+# The decode, confidence and pairs stages' work on backend=vllm, inside .venv-vllm (where vLLM is; rlsf_verl
+# from this checkout). Not through run_pipeline: a PipelineConfig imports rlsf_verl.plugin, which needs verl,
+# and .venv-vllm has no verl (vLLM pins another transformers).
+IN_PROCESS = """
+import json, sys
+from pathlib import Path
+from rlsf_verl.data import Problem, render_prompt
+from rlsf_verl.pipeline.backends import DecodeBackend
+from rlsf_verl.pipeline.confidence import score_traces
+from rlsf_verl.pipeline.decode import DecodeConfig
+from rlsf_verl.pipeline.preferences import make_pairs, write_pairs_jsonl
+hf_run, run_dir, model, settings = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], json.loads(sys.argv[4])
+problems = [Problem.from_dict(json.loads(line)) for line in (hf_run / "problems.jsonl").read_text().splitlines()]
+backend = DecodeBackend(DecodeConfig(**settings["decode"]), model)
+backend.open(["decode", "confidence"])
+decoder = backend.decoder(backend.model_path, backend.config)
+traces = decoder.decode([render_prompt(p, settings["template"]) for p in problems])
+scored = [s.to_dict() for s in score_traces(decoder, decoder.tokenizer, traces, problems)]
+run_dir.mkdir(parents=True)
+(run_dir / "scored.jsonl").write_text("".join(json.dumps(row) + "\\n" for row in scored))
+write_pairs_jsonl(make_pairs(scored, tau=settings["tau"])[0], run_dir / "pairs.jsonl")
+"""
+
+
+def run_in_process(run_dir: Path, hf_run: Path) -> None:
+    config = make_pipeline_config({}, [*RUN, "decode.backend=vllm", "decode.progress=false"])
+    settings = {"decode": dataclasses.asdict(config.decode), "tau": config.tau, "template": config.data.template}
+    # The model's directory: .venv-vllm lacks the wheel that "smollm2" is found through.
+    args = [str(hf_run), str(run_dir), str(resolve_model_path("smollm2")), json.dumps(settings)]
     env = {**os.environ, **VLLM_ENV, "PYTHONPATH": str(REPO)}
-    overrides = [*RUN, "decode.backend=vllm", "decode.progress=false"]
-    subprocess.run([str(vllm_python()), "-c", script, str(run_dir), *overrides], env=env, check=True, timeout=900)
+    subprocess.run([str(vllm_python()), "-c", IN_PROCESS, *args], env=env, check=True, timeout=900)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", ["server", "vllm"])
 def test_the_pipeline_on_vllm_gives_the_traces_and_pairs_of_transformers(hf_run, tmp_path, backend):
     run_dir = tmp_path / backend
-    (run_with_server if backend == "server" else run_in_process)(run_dir)
+    if backend == "server":
+        run_with_server(run_dir)
+    else:
+        run_in_process(run_dir, hf_run)
 
     hf_traces, traces = read_rows(hf_run, "scored.jsonl"), read_rows(run_dir, "scored.jsonl")
     assert len(traces) == len(hf_traces) == 6
