@@ -22,7 +22,8 @@ RLSF_RUN_DIR=${RLSF_RUN_DIR:-$WORK_DIR/rlsf_pipeline}  # reused when it holds re
 ROUTES=${ROUTES:-"rlvr self_certainty neg_entropy ttrl rlsf"}
 SEED=${SEED:-0}
 N_TRAIN=${N_TRAIN:-32}                                 # built-in arithmetic problems: training (and RM pairs)
-N_VAL=${N_VAL:-16}                                     # the next ones: held-out validation, every route
+N_VAL=${N_VAL:-16}                                     # held-out validation (drawn with SEED + 1), every route
+ONE_STEP_FRACTION=${ONE_STEP_FRACTION:-0.5}            # share of one-step problems (the rest two-step), as rlsf-verl run
 STEPS=${STEPS:-4}
 TRAIN_BATCH_SIZE=${TRAIN_BATCH_SIZE:-8}                # prompts per step
 ROLLOUT_N=${ROLLOUT_N:-4}                              # responses per prompt (GRPO group, TTRL vote)
@@ -40,14 +41,17 @@ DATA=$WORK_DIR/data
 RM_PATH=$RLSF_RUN_DIR/reward_model
 declare -A SECONDS_OF
 
-# ---- data: the built-in problems the RLSF pipeline draws with the same seed ----
+# ---- data: the built-in problems `rlsf-verl run` draws with the same settings (its run_problems) ----
 if [[ ! -e $DATA/val.parquet ]]; then
+    mkdir -p "$DATA"
     "$PYTHON" -c "import sys; from rlsf_verl.data import builtin_problems; \
 from rlsf_verl.data.verl_parquet import write_verl_parquet; \
-n, v, seed, out = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]; \
-p = builtin_problems(n + v, seed=seed, choice_fraction=0.0); \
-write_verl_parquet(p[:n], out + '/train.parquet', 'train'); write_verl_parquet(p[n:], out + '/val.parquet', 'test')" \
-        "$N_TRAIN" "$N_VAL" "$SEED" "$DATA"
+n, v, seed, one_step, out = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), sys.argv[5]; \
+mix = dict(choice_fraction=0.0, one_step_fraction=one_step); train = builtin_problems(n, seed=seed, **mix); \
+seen = {p.question for p in train}; pool = builtin_problems(n + v, seed=seed + 1, **mix); \
+write_verl_parquet(train, out + '/train.parquet', 'train'); \
+write_verl_parquet([p for p in pool if p.question not in seen][:v], out + '/val.parquet', 'test')" \
+        "$N_TRAIN" "$N_VAL" "$SEED" "$ONE_STEP_FRACTION" "$DATA"
 fi
 
 # ---- 1. the RLSF reward model ----
@@ -56,7 +60,8 @@ if [[ " $ROUTES " == *" rlsf "* && ! -e $RM_PATH/config.json ]]; then
     # shellcheck disable=SC2086  # RM_OVERRIDES is a list of key=value words
     "$RLSF_VERL" run --no-progress --model "$MODEL_PATH" --run-dir "$RLSF_RUN_DIR" \
         "stages=[problems,decode,confidence,pairs,reward_model]" \
-        data.n_problems="$N_TRAIN" data.n_eval="$N_VAL" data.seed="$SEED" data.choice_fraction=0.0 $RM_OVERRIDES
+        data.n_problems="$N_TRAIN" data.n_eval="$N_VAL" data.seed="$SEED" data.eval_seed=$((SEED + 1)) \
+        data.choice_fraction=0.0 data.one_step_fraction="$ONE_STEP_FRACTION" $RM_OVERRIDES
     SECONDS_OF[rlsf_reward_model]=$((SECONDS - start))
 fi
 
