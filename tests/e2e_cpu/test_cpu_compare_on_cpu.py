@@ -39,7 +39,7 @@ TINY = {
     "TRAIN_BATCH_SIZE": "2",
     "ROLLOUT_N": "4",
     "MAX_RESPONSE_LENGTH": "64",
-    "RM_OVERRIDES": "decode.k=4 decode.max_new_tokens=64 tau=0.5 reward_model.max_steps=2",
+    "RM_OVERRIDES": "decode.k=4 decode.max_new_tokens=64 tau=0.5 chosen_unfinished=true reward_model.max_steps=2",
 }
 
 pytestmark = [
