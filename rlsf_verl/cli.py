@@ -34,10 +34,13 @@ def _pipeline_config(args: argparse.Namespace):
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from rlsf_verl.pipeline import processes
     from rlsf_verl.pipeline.runner import format_report, run_pipeline
 
     config = _pipeline_config(args)
     report = run_pipeline(config, from_stage=args.from_stage)
+    if not processes.is_main_process():  # under accelerate launch the main process alone reports
+        return 0
     print()
     print(format_report(report))
     print(f"run directory: {config.run_dir} (report.md, reliability.png, config.json)")

@@ -7,7 +7,7 @@ configuration recorded with it, covers the config sections it reads itself and, 
 inputs upstream, theirs (:func:`fingerprint`).
 
 Adding a stage: write ``run_<name>(ctx) -> dict`` here and add its :class:`Stage` to the table at
-the place it runs. Adding a decoding backend: :meth:`StageContext.decoder` is the one place that
+the place it runs. Adding a decoding backend: :mod:`rlsf_verl.pipeline.backends` is the one place that
 turns a model directory into a :class:`rlsf_verl.pipeline.decode.CoTDecoder`.
 
 >>> STAGES
@@ -324,7 +324,9 @@ STAGES = tuple(STAGE_TABLE)
 # The stages a user's own pairs file (PipelineConfig.pairs) stands in for.
 REPLACED_BY_USER_PAIRS = ("decode", "confidence")
 # Settings that change how a stage runs but not what it computes.
-_NOT_IN_FINGERPRINT = {"decode": ("progress", "batch_size")}
+# Settings that change where or how fast traces are made, not what they are: a resumed run may
+# change them (a new server port must not force a re-decode).
+_NOT_IN_FINGERPRINT = {"decode": ("progress", "batch_size", "server_url", "server_command", "server_ready_timeout_s")}
 
 
 def stages_to_run(config: PipelineConfig) -> list[str]:

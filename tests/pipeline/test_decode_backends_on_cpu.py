@@ -295,3 +295,19 @@ def test_run_help_shows_the_backend_settings(capsys):
     shown = capsys.readouterr().out
     for setting in ("decode.backend=hf", "decode.device", "decode.dtype", "decode.backend=vllm", "decode.server_url"):
         assert setting in shown
+
+
+def test_where_a_server_runs_is_not_part_of_what_was_decoded():
+    """A resumed run may point at another server (a new port) without re-decoding; another backend re-decodes."""
+    from rlsf_verl.pipeline.run_config import make_pipeline_config
+    from rlsf_verl.pipeline.stages import fingerprint
+
+    def decode_fingerprint(*overrides):
+        return fingerprint("decode", make_pipeline_config({"run_dir": "runs/x"}, list(overrides)))
+
+    first = decode_fingerprint("decode.backend=server", "decode.server_url=http://127.0.0.1:8000")
+    moved = decode_fingerprint(
+        "decode.backend=server", "decode.server_url=http://10.0.0.2:9000", "decode.server_command='vllm serve m'"
+    )
+    assert first == moved
+    assert decode_fingerprint("decode.backend=hf") != first
