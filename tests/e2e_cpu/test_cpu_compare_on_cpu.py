@@ -45,6 +45,7 @@ TINY = {
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.e2e,
+    pytest.mark.comparison,
     pytest.mark.skipif(
         not PYTHON.exists() or not PIPELINE_CLI.exists(),
         reason=f"needs the trl-free verl environment ({PYTHON}; recipes/cpu_smoke/setup_venv.sh) and "
