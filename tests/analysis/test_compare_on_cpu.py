@@ -105,6 +105,7 @@ def pipeline_run(tiny_model_dir, tmp_path_factory) -> Path:
         "decode.batch_size=6",
         "decode.progress=false",
         "tau=0.0",
+        "chosen_unfinished=true",  # the tiny random model never ends a trace
         "dpo.max_steps=1",
         "dpo.per_device_train_batch_size=1",
         "stages=[problems,decode,confidence,pairs,dpo,evaluate]",
