@@ -163,7 +163,7 @@ class DecodeBackend:
 
     def _stop_servers(self) -> None:
         for proc in self._servers:
-            _stop(proc)
+            stop_process_group(proc)
         self._servers, self._serving = [], None
 
 
@@ -204,14 +204,15 @@ def _wait_ready(url: str, proc: subprocess.Popen, timeout_s: float) -> None:
                 return
         except (urllib.error.URLError, OSError, RuntimeError, ValueError):
             time.sleep(1)
-    _stop(proc)
+    stop_process_group(proc)
     raise ValueError(
         f"decode.server_command: {url} not ready after {timeout_s} s; raise decode.server_ready_timeout_s or check "
         "the command"
     )
 
 
-def _stop(proc: subprocess.Popen) -> None:
+def stop_process_group(proc: subprocess.Popen) -> None:
+    """Stop a server started with ``start_new_session=True`` and the engine processes it spawned."""
     for sig, wait_s in ((signals.SIGTERM, 30), (signals.SIGKILL, 10)):
         try:
             os.killpg(proc.pid, sig)

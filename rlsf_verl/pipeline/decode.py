@@ -181,6 +181,16 @@ class CoTDecoder(ABC):
         """The text sent to the model for ``prompt``."""
         return render_prompt_text(self.tokenizer, prompt, self.config.use_chat_template)
 
+    def _rendered(self, prompts: list[str]) -> tuple[list[str], list[list[int]]]:
+        """The rendered texts of ``prompts`` and their token ids; an empty render is refused."""
+        _check_prompts(prompts)
+        rendered = [self.render(p) for p in prompts]
+        prompt_ids = [encode_text(self.tokenizer, text) for text in rendered]
+        for i, ids in enumerate(prompt_ids):
+            if not ids:
+                raise ValueError(f"prompts[{i}] renders to no tokens; give a non-empty prompt")
+        return rendered, prompt_ids
+
     def _trace(
         self,
         prompt_index: int,
@@ -243,13 +253,8 @@ class HFCoTDecoder(CoTDecoder):
         import torch
         from tqdm.auto import tqdm
 
-        _check_prompts(prompts)
         k, budget = self.config.k, self.config.max_new_tokens
-        rendered = [self.render(p) for p in prompts]
-        prompt_ids = [encode_text(self.tokenizer, text) for text in rendered]
-        for i, ids in enumerate(prompt_ids):
-            if not ids:
-                raise ValueError(f"prompts[{i}] renders to no tokens; give a non-empty prompt")
+        rendered, prompt_ids = self._rendered(prompts)
         # Branches of similar prompt length share a batch, which keeps the left padding small.
         branches = sorted(
             ((i, j) for i in range(len(prompts)) for j in range(k)), key=lambda b: (len(prompt_ids[b[0]]), b)
@@ -441,13 +446,8 @@ class LogprobCoTDecoder(CoTDecoder):
         return results
 
     def decode(self, prompts: list[str]) -> list[Trace]:
-        _check_prompts(prompts)
         k, budget = self.config.k, self.config.max_new_tokens
-        rendered = [self.render(p) for p in prompts]
-        prompt_ids = [encode_text(self.tokenizer, text) for text in rendered]
-        for i, ids in enumerate(prompt_ids):
-            if not ids:
-                raise ValueError(f"prompts[{i}] renders to no tokens; give a non-empty prompt")
+        rendered, prompt_ids = self._rendered(prompts)
         branches = []  # (prompt index, branch, first token, its confidence)
         for i, completion in enumerate(self.complete(prompt_ids, max_tokens=1, logprobs=max(k, 2))):
             step = completion.steps[0]

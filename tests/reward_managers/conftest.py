@@ -7,7 +7,6 @@ head size of at least 32, which the default ``tiny_model_dir`` (head size 16) do
 """
 
 import os
-import signal
 import socket
 import subprocess
 import time
@@ -20,6 +19,7 @@ import pytest
 import torch
 
 from rlsf_verl.models import build_tiny_model
+from rlsf_verl.pipeline.backends import stop_process_group
 from rlsf_verl.signals import sequence_signals
 
 REPO = Path(__file__).resolve().parents[2]
@@ -92,19 +92,6 @@ def _wait_ready(proc: subprocess.Popen, url: str, log: Path) -> None:
     pytest.fail(f"vLLM server not ready after {READY_TIMEOUT_S} s; last lines of {log}:\n{_log_tail(log)}")
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    # The server spawns an engine process: signal the whole group it leads.
-    for sig, wait_s in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
-        try:
-            os.killpg(proc.pid, sig)
-            proc.wait(timeout=wait_s)
-            return
-        except ProcessLookupError:
-            return
-        except subprocess.TimeoutExpired:
-            continue
-
-
 @pytest.fixture(scope="session")
 def vllm_server_factory(tmp_path_factory) -> Iterator[Callable[..., str]]:
     """``start(model_dir, kind="generate" | "classify") -> "http://127.0.0.1:PORT"``, one server per pair.
@@ -139,14 +126,14 @@ def vllm_server_factory(tmp_path_factory) -> Iterator[Callable[..., str]]:
             try:
                 _wait_ready(proc, url, log)
             except BaseException:  # pytest.fail, KeyboardInterrupt: never leave a server behind
-                _stop(proc)
+                stop_process_group(proc)
                 raise
             servers[key] = (proc, url)
         return servers[key][1]
 
     yield start
     for proc, _ in servers.values():
-        _stop(proc)
+        stop_process_group(proc)
 
 
 @pytest.fixture(scope="session")
