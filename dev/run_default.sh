@@ -1,9 +1,8 @@
 #!/usr/bin/env bash
 # The main job: the RLSF pipeline on the embedded SmolLM2-135M-Instruct, 40 training problems and 200
-# held-out ones decoded before and after DPO, in the project's venv (created on first use). About 15
-# minutes on the idle 2-core CPU machine: an estimate from the per-token stage costs of the earlier
-# 7 min 34 s run with 16 held-out problems, not yet measured (report.md lists each run's stage
-# seconds). Arguments go to `rlsf-verl run`, e.g.
+# held-out ones decoded before and after DPO, in the project's venv (created on first use): 12 min 57 s
+# from a fresh clone on the 2-core CPU machine, venv ready (report.md lists each run's stage seconds).
+# Arguments go to `rlsf-verl run`, e.g.
 #   bash dev/run_default.sh --model /path/to/hf-model decode.k=10
 set -euo pipefail
 cd "$(dirname "$0")/.."

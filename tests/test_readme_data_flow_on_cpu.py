@@ -16,8 +16,9 @@ the test puts tiny stand-ins at the ``/data/`` paths a command opens. How each k
 - ``rlsf-verl run`` with a real model and ``python3 -m verl.model_merger`` (hours, or a checkpoint):
   their arguments are parsed for what they read and write.
 
-``recipes/cpu_smoke/README.md`` is not here: its commands train for real on a CPU in
-``tests/e2e_cpu/test_cpu_trainer_e2e_on_cpu.py``. The set-up commands (``bash dev/...``) are CI's.
+``recipes/cpu_smoke/README.md`` and ``recipes/cpu_compare/README.md`` are not here: their commands
+train for real on a CPU in ``tests/e2e_cpu/test_cpu_trainer_e2e_on_cpu.py`` and
+``tests/e2e_cpu/test_cpu_compare_on_cpu.py`` (``-m comparison``). The set-up commands (``bash dev/...``) are CI's.
 """
 
 import json
@@ -36,7 +37,9 @@ from readme_blocks import bash_commands  # noqa: E402  (a helper beside this fil
 
 REPO = Path(__file__).resolve().parents[1]
 READMES = [REPO / "README.md", REPO / "recipes" / "README.md"] + [
-    readme for readme in sorted((REPO / "recipes").glob("*/README.md")) if readme.parent.name != "cpu_smoke"
+    readme
+    for readme in sorted((REPO / "recipes").glob("*/README.md"))
+    if readme.parent.name not in ("cpu_smoke", "cpu_compare")
 ]
 SETUP_COMMANDS = {"bash dev/run_default.sh", "bash dev/test.sh"}
 
@@ -190,6 +193,16 @@ def run_command(command: str, session: Session, tmp_path: Path) -> None:
     elif words[:3] == ["python3", "-m", "verl.model_merger"]:
         session.check_read(command, option(words, "--local_dir"))
         session.written.append(Path(option(words, "--target_dir")))
+    elif words[0] == "bash" and words[1].endswith("_8gpu.sh"):
+        # The one-node pipeline recipes chain rlsf-verl, accelerate and verl on GPUs; a README shows their dry
+        # run, which prints those commands (tests/recipes/test_node_recipes_on_cpu.py checks what they read).
+        assert env.get("DRY_RUN") == "1", f"`{command}`: show a GPU node recipe with DRY_RUN=1"
+        # its verl dry run needs this python's verl: the venv's bin first on PATH
+        path = os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])
+        env = {**os.environ, "HOME": str(session.home), "PATH": path}
+        result = subprocess.run(["bash", "-c", f"cd {shlex.quote(str(REPO))} && {here}"], capture_output=True,
+                                text=True, timeout=120, env=env)  # fmt: skip
+        assert result.returncode == 0, f"{command}\n{result.stderr[-3000:]}"
     elif words[0] == "bash" and words[1].startswith("recipes/") or words[:3] == ["python", "-m", "rlsf_verl.main_ppo"]:
         overrides = words[3:] if words[0] == "python" else recorded_launch(here, session, tmp_path)
         reads, writes = launch_reads_and_writes(compose_launch(overrides))
