@@ -6,7 +6,9 @@ process or several (``accelerate launch``). The LoRA is merged and the result sa
 plain transformers directory (``*ForSequenceClassification``, tokenizer, ``pad_token_id`` set),
 which verl's reward-model server loads without peft. :func:`train_reward_model` holds out whole
 prompts (:func:`~rlsf_verl.pipeline.preferences.split_pairs`), then chains :func:`fit_reward_model`
-(in memory), :func:`pairwise_accuracy` and :func:`save_reward_model`.
+(in memory), :func:`pair_rewards` on the held-out pairs and :func:`save_reward_model`, which also writes
+those rewards (``heldout_scores.jsonl``, :func:`read_heldout_scores`) so that the ``eval_rm`` stage reads them
+instead of scoring the pairs again.
 
 What the RM reads (:func:`reward_model_text`): the rendered prompt, the response, then the end of
 the assistant turn as the chat template writes it (``<|im_end|>\\n`` for ChatML). That is the text
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import os
 import tempfile
 from collections.abc import Sequence
@@ -36,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rlsf_verl.io import atomic_dir, atomic_write_json
+from rlsf_verl.io import atomic_dir, atomic_write_json, atomic_write_jsonl
 from rlsf_verl.models import resolve_model_path
 from rlsf_verl.pipeline import processes
 from rlsf_verl.pipeline.preferences import PreferencePair, prompt_for_tokenizer, split_pairs
@@ -49,6 +52,8 @@ from rlsf_verl.pipeline.training import (
 )
 
 CONFIG_FILE = "rlsf_reward_model.json"
+# One row per held-out pair, in pair order: prompt_index, chosen_branch, rejected_branch, chosen, rejected (rewards).
+SCORES_FILE = "heldout_scores.jsonl"
 
 
 @dataclass
@@ -79,7 +84,6 @@ class RewardModelResult:
     path: Path
     heldout_accuracy: float | None  # None: see heldout_reason
     heldout_reason: str | None  # why there is no held-out accuracy
-    train_accuracy: float
     n_train: int  # pairs trained on
     n_heldout: int
     n_too_long: int  # train pairs left out for exceeding max_length
@@ -176,6 +180,17 @@ def load_reward_model(path: str | os.PathLike):
     return model, AutoTokenizer.from_pretrained(path)
 
 
+def pair_rewards(model: Any, tokenizer: Any, pairs: Sequence[PreferencePair]):
+    """``(chosen, rejected)``: float tensors of the rewards of each pair's two responses."""
+    prompts = [pair.prompt for pair in pairs]
+    chosen = compute_rewards(model, tokenizer, prompts, [pair.chosen for pair in pairs])
+    return chosen, compute_rewards(model, tokenizer, prompts, [pair.rejected for pair in pairs])
+
+
+def _accuracy(chosen: Any, rejected: Any) -> float:
+    return (chosen > rejected).float().mean().item()
+
+
 def pairwise_accuracy(model_or_path: Any, tokenizer: Any, pairs: Sequence[PreferencePair]) -> float:
     """Fraction of pairs with ``r(prompt, chosen) > r(prompt, rejected)`` (ties count as wrong).
 
@@ -189,10 +204,7 @@ def pairwise_accuracy(model_or_path: Any, tokenizer: Any, pairs: Sequence[Prefer
         tokenizer = tokenizer or saved_tokenizer
     else:
         model = model_or_path
-    prompts = [pair.prompt for pair in pairs]
-    chosen = compute_rewards(model, tokenizer, prompts, [pair.chosen for pair in pairs])
-    rejected = compute_rewards(model, tokenizer, prompts, [pair.rejected for pair in pairs])
-    return (chosen > rejected).float().mean().item()
+    return _accuracy(*pair_rewards(model, tokenizer, pairs))
 
 
 @contextlib.contextmanager
@@ -315,8 +327,36 @@ def fit_reward_model(
     )
 
 
-def save_reward_model(fitted: FittedRewardModel, out_dir: str | os.PathLike, record: dict[str, Any]) -> Path:
-    """Write the merged RM, its tokenizer and ``record`` (as rlsf_reward_model.json) to ``out_dir``.
+def heldout_score_rows(pairs: Sequence[PreferencePair], chosen: Any, rejected: Any) -> list[dict[str, Any]]:
+    """The rows of ``heldout_scores.jsonl``: each pair's identity and the rewards of its two responses."""
+    return [
+        {
+            "prompt_index": pair.prompt_index,
+            "chosen_branch": pair.chosen_branch,
+            "rejected_branch": pair.rejected_branch,
+            "chosen": chosen_reward,
+            "rejected": rejected_reward,
+        }
+        for pair, chosen_reward, rejected_reward in zip(pairs, chosen.tolist(), rejected.tolist(), strict=True)
+    ]
+
+
+def read_heldout_scores(rm_dir: str | os.PathLike) -> list[dict[str, Any]] | None:
+    """The rows :func:`train_reward_model` wrote to ``rm_dir/heldout_scores.jsonl``; None for a directory without it."""
+    path = Path(rm_dir) / SCORES_FILE
+    if not path.is_file():
+        return None
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def save_reward_model(
+    fitted: FittedRewardModel,
+    out_dir: str | os.PathLike,
+    record: dict[str, Any],
+    heldout_scores: Sequence[dict[str, Any]] | None = None,
+) -> Path:
+    """Write the merged RM, its tokenizer, ``record`` (as rlsf_reward_model.json) and any ``heldout_scores``
+    (:func:`heldout_score_rows`, as heldout_scores.jsonl) to ``out_dir``.
 
     The directory appears complete or not at all; an existing one is replaced once the new one is
     complete; under ``accelerate launch`` the main process writes it and the others wait. It loads with
@@ -327,6 +367,8 @@ def save_reward_model(fitted: FittedRewardModel, out_dir: str | os.PathLike, rec
         fitted.model.save_pretrained(tmp)
         fitted.tokenizer.save_pretrained(tmp)
         atomic_write_json(tmp / CONFIG_FILE, record)
+        if heldout_scores is not None:
+            atomic_write_jsonl(tmp / SCORES_FILE, list(heldout_scores))
 
     if processes.is_main_process():  # the others wait for the whole directory
         atomic_dir(out_dir, build)
@@ -342,8 +384,8 @@ def train_reward_model(
 ) -> RewardModelResult:
     """Hold out prompts, fit the RM on the rest, measure pairwise accuracy, save merged to ``out_dir``.
 
-    ``out_dir`` holds the model, the tokenizer and ``rlsf_reward_model.json`` (base model, config,
-    result); see :func:`save_reward_model`.
+    ``out_dir`` holds the model, the tokenizer, ``rlsf_reward_model.json`` (base model, config,
+    result) and ``heldout_scores.jsonl`` (the held-out pairs' rewards); see :func:`save_reward_model`.
     """
     config = config or RewardModelConfig()
     if not pairs:
@@ -351,17 +393,18 @@ def train_reward_model(
     train_pairs, heldout_pairs = split_pairs(pairs, config.heldout_fraction, config.seed)
     fitted = fit_reward_model(train_pairs, base_model, config)
 
+    accuracy, reason, scores = None, None, []
     if heldout_pairs:
-        reason = None
+        chosen, rejected = pair_rewards(fitted.model, fitted.tokenizer, heldout_pairs)
+        accuracy, scores = _accuracy(chosen, rejected), heldout_score_rows(heldout_pairs, chosen, rejected)
     elif config.heldout_fraction == 0:
         reason = "heldout_fraction is 0"
     else:
         reason = "all pairs come from one prompt; holding prompts out needs at least 2"
     result = RewardModelResult(
         path=Path(out_dir),
-        heldout_accuracy=pairwise_accuracy(fitted.model, fitted.tokenizer, heldout_pairs) if heldout_pairs else None,
+        heldout_accuracy=accuracy,
         heldout_reason=reason,
-        train_accuracy=pairwise_accuracy(fitted.model, fitted.tokenizer, fitted.trained_pairs),
         n_train=len(fitted.trained_pairs),
         n_heldout=len(heldout_pairs),
         n_too_long=fitted.n_too_long,
@@ -369,5 +412,5 @@ def train_reward_model(
         n_steps=fitted.n_steps,
     )
     record = {"base_model": str(base_model), "config": dataclasses.asdict(config), "result": result.to_dict()}
-    save_reward_model(fitted, out_dir, record)
+    save_reward_model(fitted, out_dir, record, scores)
     return result

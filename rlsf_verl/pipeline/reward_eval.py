@@ -2,8 +2,10 @@
 
 The pairs are the ones the ``reward_model`` stage held out: :func:`heldout_pairs` redraws them with
 :func:`~rlsf_verl.pipeline.preferences.split_pairs` and the reward-model config's ``heldout_fraction`` and
-``seed``, so they are exactly the pairs behind its ``heldout_accuracy`` (and the accuracy here equals it:
-both count a tie as no win). :func:`~rlsf_verl.analysis.reward_bench.evaluate_reward_model` then gives
+``seed``, so they are exactly the pairs behind its ``heldout_accuracy``. Their rewards are the ones that
+stage computed and wrote (``reward_model/heldout_scores.jsonl``, :class:`RecordedScores`), so the accuracy
+here equals it (both count a tie as no win) and no pair is scored twice; a reward-model directory written
+before that file existed is scored again. :func:`~rlsf_verl.analysis.reward_bench.evaluate_reward_model` then gives
 pairwise accuracy overall and per subset with Wilson intervals, and the length-bias check: how often the
 reward model prefers the longer response (in its own tokens) when both responses are right or both
 wrong. The scored traces carry correctness, so each pair's subset is its correctness pattern
@@ -24,14 +26,18 @@ summary (:func:`summary`) goes into the run's report.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from rlsf_verl.analysis.reward_bench import PreferenceRow, RewardBenchReport, evaluate_reward_model, load_reward_scorer
 from rlsf_verl.io import atomic_write_json, atomic_write_jsonl
+from rlsf_verl.pipeline.bradley_terry import SCORES_FILE, read_heldout_scores
 from rlsf_verl.pipeline.preferences import PreferencePair, split_pairs
 from rlsf_verl.pipeline.run_dir import read_jsonl
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from rlsf_verl.pipeline.bradley_terry import RewardModelConfig
     from rlsf_verl.pipeline.stages import StageContext
 
@@ -49,6 +55,37 @@ SUBSETS = {
 def heldout_pairs(pairs: Sequence[PreferencePair], config: RewardModelConfig) -> list[PreferencePair]:
     """The pairs the reward-model stage held out of training (the same draw, so the same pairs)."""
     return split_pairs(pairs, config.heldout_fraction, config.seed)[1]
+
+
+@dataclass(frozen=True)
+class RecordedScores:
+    """The rewards the reward_model stage wrote for the held-out pairs, as a scorer for
+    :func:`~rlsf_verl.analysis.reward_bench.evaluate_reward_model` (which asks for each side's batch once)."""
+
+    pairs: Sequence[PreferencePair]
+    chosen: list[float]
+    rejected: list[float]
+
+    @classmethod
+    def read(cls, rm_dir: Path, pairs: Sequence[PreferencePair]) -> RecordedScores | None:
+        """The scores in ``rm_dir``, checked to be those of ``pairs``; None where the directory has none."""
+        rows = read_heldout_scores(rm_dir)
+        if rows is None:
+            return None
+        keys = ("prompt_index", "chosen_branch", "rejected_branch")
+        if [tuple(row[key] for key in keys) for row in rows] != [tuple(getattr(p, key) for key in keys) for p in pairs]:
+            raise ValueError(
+                f"{rm_dir / SCORES_FILE}: scores of other pairs than the held-out ones; "
+                "redo the reward model with --from-stage reward_model"
+            )
+        return cls(pairs, [row["chosen"] for row in rows], [row["rejected"] for row in rows])
+
+    def score_batch(self, prompts: Sequence[str], responses: Sequence[str]) -> list[float]:
+        """The recorded rewards of one side: ``responses`` are all the pairs' chosen or all their rejected ones."""
+        for side, scores in (("chosen", self.chosen), ("rejected", self.rejected)):
+            if list(responses) == [getattr(pair, side) for pair in self.pairs]:
+                return scores
+        raise ValueError("RecordedScores: holds the rewards of the held-out pairs' chosen or rejected responses only")
 
 
 def token_view_pairs(pairs: Sequence[PreferencePair]) -> list[int]:
@@ -130,7 +167,8 @@ def run_eval_rm(ctx: StageContext) -> dict:
         correct = {(row["prompt_index"], row["branch"]): row["correct"] for row in read_jsonl(ctx.run / "scored.jsonl")}
     rows = preference_rows(pairs, correct)
     scorer = load_reward_scorer(rm_dir, render_prompt=False)  # the pairs' prompts are rendered already
-    report = evaluate_reward_model(rows, scorer, length=scorer.n_tokens)
+    recorded = RecordedScores.read(rm_dir, pairs)
+    report = evaluate_reward_model(rows, scorer if recorded is None else recorded, length=scorer.n_tokens)
     for line in report.lines():
         ctx.log(f"[eval_rm] {line}")
     views = []

@@ -136,7 +136,7 @@ def test_two_processes_train_their_shards_and_the_main_one_writes_the_run(tiny_m
     reward_model = markers["reward_model"]["summary"]
     assert (reward_model["n_train"], reward_model["n_heldout"]) == (18, 6)
     assert reward_model["n_steps"] == 4 * 3  # each process trained on its half
-    assert reward_model["heldout_accuracy"] == 1.0 and reward_model["train_accuracy"] == 1.0
+    assert reward_model["heldout_accuracy"] == 1.0
     assert json.loads((run_dir / "reward_model_result.json").read_text()) == reward_model
     assert (run_dir / "reward_model" / "model.safetensors").is_file()
 

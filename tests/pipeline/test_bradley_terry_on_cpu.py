@@ -10,8 +10,11 @@ from rlsf_verl.pipeline.bradley_terry import (
     RewardModelConfig,
     compute_rewards,
     fit_reward_model,
+    heldout_score_rows,
     load_reward_model,
+    pair_rewards,
     pairwise_accuracy,
+    read_heldout_scores,
     reward_model_text,
     save_reward_model,
     train_reward_model,
@@ -201,6 +204,24 @@ def test_train_reward_model_holds_out_prompts_and_records_its_run(base, tmp_path
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rm"]  # no temporary directory left
 
 
+def test_train_reward_model_writes_the_held_out_rewards_behind_its_accuracy(base, tmp_path):
+    pairs = yes_no_pairs(10)
+    result = train_reward_model(pairs, base, tmp_path / "rm", RewardModelConfig(max_steps=2, heldout_fraction=0.2))
+    heldout = split_pairs(pairs, 0.2, 0)[1]
+    rows = read_heldout_scores(tmp_path / "rm")
+    assert [(row["prompt_index"], row["chosen_branch"], row["rejected_branch"]) for row in rows] == [
+        (pair.prompt_index, pair.chosen_branch, pair.rejected_branch) for pair in heldout
+    ]
+    model, tokenizer = load_reward_model(tmp_path / "rm")
+    assert rows == heldout_score_rows(heldout, *pair_rewards(model, tokenizer, heldout))  # the saved model's, exactly
+    wins = sum(row["chosen"] > row["rejected"] for row in rows)
+    assert result.heldout_accuracy == pytest.approx(wins / len(rows), abs=1e-7)
+
+
+def test_a_directory_without_held_out_rewards_reads_as_none(saved, tmp_path):
+    assert read_heldout_scores(saved) is None and read_heldout_scores(tmp_path) is None
+
+
 def test_the_rlsf_margin_enters_the_bradley_terry_loss(base, tmp_path):
     # With a zero score head every initial reward is 0, so the loss of one full-batch step is
     # mean(softplus(margin)) with the margin and log 2 without it.
@@ -218,6 +239,7 @@ def test_without_held_out_prompts_the_result_says_why(base, tmp_path):
     result = train_reward_model(yes_no_pairs(1), base, tmp_path / "rm", RewardModelConfig(max_steps=1))
     assert result.heldout_accuracy is None
     assert result.heldout_reason == "all pairs come from one prompt; holding prompts out needs at least 2"
+    assert read_heldout_scores(tmp_path / "rm") == []
 
 
 def test_pairs_longer_than_max_length_are_left_out_and_counted(base):

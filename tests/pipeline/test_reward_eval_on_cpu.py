@@ -3,6 +3,7 @@ correctness subset, with the length-bias check and the token rewards that `rlsf-
 
 import doctest
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -102,6 +103,44 @@ def test_compare_draws_the_token_rewards_of_the_run(finished_run, tmp_path):
     page = (tmp_path / "report" / "report.html").read_text()
     assert "Reward model, token by token" in page and "<h3>rlsf</h3>" in page
     assert page.count("data-reward=") == sum(len(row["tokens"]) for row in rows)
+
+
+def copied_run_context(finished_run, tiny_model_dir, tmp_path):
+    """The finished run copied, with a stage context on the copy (to change its files)."""
+    from rlsf_verl.pipeline.run_dir import RunDir
+    from rlsf_verl.pipeline.stages import StageContext
+
+    run_dir = shutil.copytree(finished_run[0], tmp_path / "copy")
+    config = make_pipeline_config({"model": str(tiny_model_dir), "run_dir": str(run_dir)}, OVERRIDES)
+    return run_dir, StageContext(config, RunDir(run_dir), log=lambda message: None)
+
+
+def edit_scores(run_dir: Path, edit) -> None:
+    path = run_dir / "reward_model" / "heldout_scores.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in edit(read_jsonl(path))))
+
+
+def test_the_stage_uses_the_rewards_the_reward_model_stage_recorded(finished_run, tiny_model_dir, tmp_path):
+    run_dir, ctx = copied_run_context(finished_run, tiny_model_dir, tmp_path)
+    edit_scores(run_dir, lambda rows: [{**row, "chosen": 1.0, "rejected": 0.0} for row in rows])
+    assert reward_eval.run_eval_rm(ctx)["accuracy"] == 1.0  # not scored again
+    full = json.loads((run_dir / "eval" / "rm_eval.json").read_text())
+    assert set(full["chosen_scores"]) == {1.0} and set(full["rejected_scores"]) == {0.0}
+
+
+def test_without_recorded_rewards_the_stage_scores_the_pairs_to_the_same_report(finished_run, tiny_model_dir, tmp_path):
+    run_dir, ctx = copied_run_context(finished_run, tiny_model_dir, tmp_path)
+    (run_dir / "reward_model" / "heldout_scores.jsonl").unlink()  # a reward model saved before the file existed
+    assert reward_eval.run_eval_rm(ctx) == finished_run[1]["eval_rm"]
+    for name in ("rm_eval.json", "rm_token_rewards.jsonl"):
+        assert (run_dir / "eval" / name).read_text() == (finished_run[0] / "eval" / name).read_text()
+
+
+def test_recorded_rewards_of_other_pairs_are_refused(finished_run, tiny_model_dir, tmp_path):
+    run_dir, ctx = copied_run_context(finished_run, tiny_model_dir, tmp_path)
+    edit_scores(run_dir, lambda rows: rows[:-1])
+    with pytest.raises(ValueError, match=r"heldout_scores.jsonl: scores of other pairs than the held-out ones; redo"):
+        reward_eval.run_eval_rm(ctx)
 
 
 def pair(index, chosen_branch, rejected_branch):
