@@ -132,8 +132,12 @@ def test_without_recorded_rewards_the_stage_scores_the_pairs_to_the_same_report(
     run_dir, ctx = copied_run_context(finished_run, tiny_model_dir, tmp_path)
     (run_dir / "reward_model" / "heldout_scores.jsonl").unlink()  # a reward model saved before the file existed
     assert reward_eval.run_eval_rm(ctx) == finished_run[1]["eval_rm"]
-    for name in ("rm_eval.json", "rm_token_rewards.jsonl"):
-        assert (run_dir / "eval" / name).read_text() == (finished_run[0] / "eval" / name).read_text()
+    scored, recorded = (json.loads((root / "eval" / "rm_eval.json").read_text()) for root in (run_dir, finished_run[0]))
+    for side in ("chosen_scores", "rejected_scores"):  # the saved model and the one in memory: float32 rounding apart
+        assert scored.pop(side) == pytest.approx(recorded.pop(side), abs=1e-6)
+    assert scored == recorded
+    token_rewards = "rm_token_rewards.jsonl"
+    assert (run_dir / "eval" / token_rewards).read_text() == (finished_run[0] / "eval" / token_rewards).read_text()
 
 
 def test_recorded_rewards_of_other_pairs_are_refused(finished_run, tiny_model_dir, tmp_path):
