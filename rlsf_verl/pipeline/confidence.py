@@ -1,7 +1,8 @@
 """Answer-span confidence of CoT traces (RLSF's rule), with any registered signal.
 
 For each trace the model reads prompt + trace + the answer cue ("So the answer is") and continues
-greedily for at most ``answer_max_tokens``; the answer span is the longest token run that this cue
+greedily for at most ``answer_max_tokens`` (the decoders do it while decoding, on the KV cache of
+prompt + trace: :attr:`Trace.answer_ids`); the answer span is the longest token run that this cue
 continuation shares with the trace, found by :mod:`rlsf_verl.signals.answer_span` (the one definition
 the reward manager uses too: the authors' stripped tokens, the first run on ties). Without a span
 ``no_answer`` is True and the trace is kept and counted. The confidence is
@@ -83,7 +84,8 @@ def score_traces(
     kind: str = "math",
     config: DecodeConfig | None = None,
 ) -> list[ScoredTrace]:
-    """Score each trace by the answer-span rule (module docstring), in one batched greedy pass.
+    """Score each trace by the answer-span rule (module docstring): from the cue continuation the
+    decoder made with the trace (``answer_ids``), else from one batched greedy pass.
 
     ``problems[trace.prompt_index]`` is the trace's problem: its ``kind``/``choices`` then rule the
     answer extraction and ``correct`` compares with its gold answer. Without problems, ``kind``
@@ -105,7 +107,8 @@ def score_traces(
             )
     pairs = [(encode_text(tokenizer, t.prompt), t.token_ids) for t in traces]
     scored = []
-    for trace, (span, answer_ids) in zip(traces, answer_spans(decoder, tokenizer, pairs, config), strict=True):
+    spans = answer_spans(decoder, tokenizer, pairs, config, [t.answer_ids for t in traces])
+    for trace, (span, answer_ids) in zip(traces, spans, strict=True):
         problem = problems[trace.prompt_index] if problems is not None else None
         answer_kind, choices = _answer_kind(problem, kind)
         answer_text = tokenizer.decode(answer_ids, skip_special_tokens=True)
@@ -115,7 +118,8 @@ def score_traces(
         answer = found.value if found else None
         scored.append(
             ScoredTrace(
-                **{f.name: getattr(trace, f.name) for f in fields(Trace)},
+                **{f.name: getattr(trace, f.name) for f in fields(Trace) if f.name != "answer_ids"},
+                answer_ids=answer_ids,
                 answer=answer,
                 answer_text=answer_text,
                 span=(span.start, span.end) if span else None,
@@ -128,20 +132,29 @@ def score_traces(
 
 
 def answer_spans(
-    decoder: CoTDecoder, tokenizer, pairs: Sequence[tuple[Sequence[int], Sequence[int]]], config: DecodeConfig
+    decoder: CoTDecoder,
+    tokenizer,
+    pairs: Sequence[tuple[Sequence[int], Sequence[int]]],
+    config: DecodeConfig,
+    continuations: Sequence[list[int] | None] | None = None,
 ) -> list[tuple[AnswerSpan | None, list[int]]]:
     """For each ``(context ids, trace ids)`` pair: its answer span and the cue continuation that located
-    it, from one batched greedy pass (``config.answer_*`` say how; :mod:`rlsf_verl.signals.answer_span`).
+    it (``config.answer_*`` say how; :mod:`rlsf_verl.signals.answer_span`). ``continuations`` gives the
+    ones already made (a trace's ``answer_ids``, None where not); the rest come from one batched greedy pass.
 
     >>> pairs = [(prompt_ids, response_ids)]                                        # doctest: +SKIP
     >>> [(span, continuation)] = answer_spans(decoder, tokenizer, pairs, DecodeConfig())  # doctest: +SKIP
     """
     rule, tokens = config.answer_rule, SpanTokens(tokenizer)
-    prefixes = [tokens.cue_prefix(context, trace, rule.cue) for context, trace in pairs]
-    continuations = decoder.continue_greedy(prefixes, rule.max_tokens) if pairs else []
+    answers = list(continuations) if continuations is not None else [None] * len(pairs)
+    missing = [r for r, answer in enumerate(answers) if answer is None]
+    prefixes = [tokens.cue_prefix(*pairs[r], rule.cue) for r in missing]
+    made = decoder.continue_greedy(prefixes, rule.max_tokens) if missing else []
+    for r, (answer_ids, _) in zip(missing, made, strict=True):
+        answers[r] = answer_ids
     return [
         (find_answer_span(trace, answer_ids, tokens, rule), answer_ids)
-        for (_, trace), (answer_ids, _) in zip(pairs, continuations, strict=True)
+        for (_, trace), answer_ids in zip(pairs, answers, strict=True)
     ]
 
 

@@ -25,11 +25,11 @@ import math
 import os
 import re
 from abc import ABC, abstractmethod
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
 
 from rlsf_verl.models import TORCH_DTYPES, eos_token_ids
-from rlsf_verl.signals.answer_span import AnswerSpanRule
+from rlsf_verl.signals.answer_span import AnswerSpanRule, SpanTokens
 
 GPU_EXTRA_HINT = "pip install '.[pipeline-gpu]' (from the rlsf-verl repository)"
 BACKENDS = ("hf", "vllm", "server")
@@ -123,6 +123,9 @@ class Trace:
     token_confidence: list[float]
     signal: str
     finished: bool
+    # The greedy continuation of the answer cue after this trace (the span rule's cue pass), made
+    # while decoding with its settings; None: not made yet (score_traces then makes it).
+    answer_ids: list[int] | None = field(default=None, kw_only=True)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict (one JSONL row)."""
@@ -132,7 +135,8 @@ class Trace:
     def from_dict(cls, row: dict[str, Any]):
         """Inverse of :meth:`to_dict`; missing or unknown keys raise ValueError."""
         names = {f.name for f in fields(cls)}
-        missing, unknown = names - row.keys(), row.keys() - names
+        required = {f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING}
+        missing, unknown = required - row.keys(), row.keys() - names
         if missing or unknown:
             raise ValueError(
                 f"{cls.__name__}.from_dict: missing keys {sorted(missing)}, unknown keys {sorted(unknown)}; "
@@ -200,6 +204,7 @@ class CoTDecoder(ABC):
         ids: list[int],
         values: list[float],
         finished: bool,
+        answer_ids: list[int] | None,
     ) -> Trace:
         return Trace(
             prompt_index=prompt_index,
@@ -211,6 +216,7 @@ class CoTDecoder(ABC):
             token_confidence=values,
             signal=self.signal.name,
             finished=finished,
+            answer_ids=answer_ids,
         )
 
     @abstractmethod
@@ -248,6 +254,7 @@ class HFCoTDecoder(CoTDecoder):
         # The pad id is only ever masked out; any valid id will do.
         self.pad_id = int(pad) if pad is not None else min(self.eos_ids)
         self.device = next(model.parameters()).device
+        self._span_tokens = SpanTokens(tokenizer)
 
     def decode(self, prompts: list[str]) -> list[Trace]:
         import torch
@@ -277,11 +284,11 @@ class HFCoTDecoder(CoTDecoder):
                 cache.reorder_cache(source)
                 first = torch.stack([top[rows[i], j] for i, j in batch])
                 values = torch.stack([first_values[rows[i], j] for i, j in batch])
-                generated = self._greedy(cache, mask[source], first, values, budget, bar)
-                for (i, j), token, (ids, row_values, finished) in zip(batch, first.tolist(), generated, strict=True):
-                    traces.append(self._trace(i, j, token, rendered[i], ids, row_values, finished))
+                generated = self._greedy(cache, mask[source], first, values, budget, bar, answer_cue=True)
+                for (i, j), token, row in zip(batch, first.tolist(), generated, strict=True):
+                    traces.append(self._trace(i, j, token, rendered[i], row.ids, row.values, row.finished, row.answer))
                 # Rows that stopped early leave their unused budget: take it off the total.
-                bar.total -= sum(budget - len(ids) for ids, _, _ in generated)
+                bar.total -= sum(budget - len(row.ids) for row in generated)
                 bar.set_postfix(branches=f"{len(traces)}/{len(branches)}")
                 bar.refresh()
         return sorted(traces, key=lambda t: (t.prompt_index, t.branch))
@@ -300,8 +307,8 @@ class HFCoTDecoder(CoTDecoder):
                 cache, mask, logits = self._prefill([list(prefixes[r]) for r in batch])
                 tokens = logits.argmax(-1)
                 generated = self._greedy(cache, mask, tokens, self._token_values(logits, tokens), max_new_tokens)
-                for r, (ids, row_values, _) in zip(batch, generated, strict=True):
-                    results[r] = (ids, row_values)
+                for r, row in zip(batch, generated, strict=True):
+                    results[r] = (row.ids, row.values)
                 bar.update(len(batch))
         return results
 
@@ -338,43 +345,82 @@ class HFCoTDecoder(CoTDecoder):
         cache, logits = self._forward(input_ids, mask)
         return cache, mask, logits
 
-    def _greedy(self, cache, mask, tokens, values, budget: int, bar=None) -> list[tuple[list[int], list[float], bool]]:
+    def _greedy(self, cache, mask, tokens, values, budget: int, bar=None, answer_cue: bool = False) -> list[_Row]:
         """Feed the chosen ``tokens`` [B] (with their signal ``values`` [B]) and continue greedily.
 
-        Returns per row (token ids, token confidences, finished). A row leaves the batch at EOS (not
-        kept) or once it holds ``budget`` tokens; its cache rows are dropped with it. ``bar`` (tqdm)
-        advances by the tokens kept at each step.
+        Returns each row's :class:`_Row`. A row's trace ends at EOS (not kept) or once it holds ``budget``
+        tokens. Without ``answer_cue`` the row then leaves the batch, its cache rows dropped with it.
+        With it, the row goes on to the answer cue of the span rule, reusing its KV cache instead of
+        reading prompt and trace again: the trailing whitespace tokens that
+        :meth:`SpanTokens.cue_prefix` drops are masked out (positions count unmasked tokens only, so
+        masking equals removing), the separator and cue are fed, and the model continues greedily for
+        ``answer_max_tokens`` or to EOS, which is what :meth:`continue_greedy` gives for that prefix.
+        ``bar`` (tqdm) advances by the trace tokens kept at each step.
         """
         import torch
 
-        out = [([], [], False) for _ in range(len(tokens))]
+        rule = self.config.answer_rule
+        rows = [_Row() for _ in range(len(tokens))]
         alive = list(range(len(tokens)))
+        first_column = mask.shape[1]  # the column of each row's first trace token
         while True:
-            keep, appended = [], 0
+            keep, feed, hidden = [], [], []
             steps = zip(alive, tokens.tolist(), values.tolist(), strict=True)
-            for r, (row, token, value) in enumerate(steps):
-                ids, row_values, _ = out[row]
-                if token in self.eos_ids:
-                    out[row] = (ids, row_values, True)
-                    continue
-                ids.append(token)
-                row_values.append(value)
-                appended += 1
-                if len(ids) < budget:
-                    keep.append(r)
-            if bar is not None:
-                bar.update(appended)
+            for r, (index, token, value) in enumerate(steps):
+                row = rows[index]
+                if row.answer is None:  # the trace
+                    if token in self.eos_ids:
+                        row.finished, in_cache = True, len(row.ids)
+                    else:
+                        row.ids.append(token)
+                        row.values.append(value)
+                        if bar is not None:
+                            bar.update(1)
+                        if len(row.ids) < budget:
+                            keep.append(r)
+                            feed.append(token)
+                            continue
+                        in_cache = len(row.ids) - 1  # the last token was never fed
+                    if not answer_cue:
+                        continue
+                    kept, cue_ids = self._span_tokens.cue_after(row.ids, rule.cue)
+                    hidden += [(r, first_column + t) for t in range(kept, in_cache)]
+                    row.pending, row.answer = row.ids[in_cache:kept] + cue_ids, []
+                elif not row.pending:  # the answer after the cue
+                    if token in self.eos_ids:
+                        continue
+                    row.answer.append(token)
+                    if len(row.answer) == rule.max_tokens:
+                        continue
+                    row.pending = [token]
+                keep.append(r)
+                feed.append(row.pending.pop(0))
+            if hidden:
+                mask[tuple(zip(*hidden, strict=True))] = 0
             if not keep:
-                return out
+                return rows
             if len(keep) < len(alive):
                 index = torch.tensor(keep, device=self.device)
                 cache.reorder_cache(index)
-                mask, tokens = mask[index], tokens[index]
+                mask = mask[index]
                 alive = [alive[r] for r in keep]
             mask = torch.cat([mask, mask.new_ones(len(alive), 1)], dim=1)
-            cache, logits = self._forward(tokens[:, None], mask, cache)
+            cache, logits = self._forward(torch.tensor(feed, device=self.device)[:, None], mask, cache)
             tokens = logits.argmax(-1)
             values = self._token_values(logits, tokens)
+
+
+@dataclass
+class _Row:
+    """One row of :meth:`HFCoTDecoder._greedy`: its trace (ids, signal values, whether it reached EOS),
+    then its answer-cue continuation (``answer``; None while the trace runs) and the tokens still to
+    feed before the model continues again (``pending``: the cue)."""
+
+    ids: list[int] = field(default_factory=list)
+    values: list[float] = field(default_factory=list)
+    finished: bool = False
+    answer: list[int] | None = None
+    pending: list[int] = field(default_factory=list)
 
 
 def _top2_probabilities(logprobs: dict[int, float]) -> tuple[float, float]:
@@ -460,15 +506,21 @@ class LogprobCoTDecoder(CoTDecoder):
         open_branches = [b for b in branches if b[2] not in self.eos_ids and budget > 1]
         continued = self._greedy([prompt_ids[i] + [token] for i, _, token, _ in open_branches], budget - 1)
         tails = dict(zip(((i, j) for i, j, _, _ in open_branches), continued, strict=True))
-        traces = []
+        made = []  # (prompt index, branch, first token, ids, values, finished)
         for i, j, token, value in branches:
             if token in self.eos_ids:
-                ids, values, finished = [], [], True
+                made.append((i, j, token, [], [], True))
             else:
                 rest, rest_values, finished = tails.get((i, j), ([], [], False))
-                ids, values = [token, *rest], [value, *rest_values]
-            traces.append(self._trace(i, j, token, rendered[i], ids, values, finished))
-        return traces
+                made.append((i, j, token, [token, *rest], [value, *rest_values], finished))
+        # The answer cue, continued after each trace: the engine's prefix cache holds prompt + trace already.
+        rule, span_tokens = self.config.answer_rule, SpanTokens(self.tokenizer)
+        cue_prefixes = [span_tokens.cue_prefix(prompt_ids[i], ids, rule.cue) for i, _, _, ids, _, _ in made]
+        answers = self.continue_greedy(cue_prefixes, rule.max_tokens)
+        return [
+            self._trace(i, j, token, rendered[i], ids, values, finished, answer_ids)
+            for (i, j, token, ids, values, finished), (answer_ids, _) in zip(made, answers, strict=True)
+        ]
 
     def continue_greedy(self, prefixes: list[list[int]], max_new_tokens: int) -> list[tuple[list[int], list[float]]]:
         _check_prefixes(prefixes, max_new_tokens)

@@ -92,13 +92,18 @@ class SpanTokens:
     def cue_prefix(self, context_ids: Sequence[int], trace_ids: Sequence[int], cue: str) -> list[int]:
         """What the model continues to state its answer: the context (the rendered prompt), the trace
         without its trailing whitespace tokens, then ". " + cue (" " + cue after a full stop)."""
-        trace = list(trace_ids)
-        while trace and not self.text(trace[-1]).strip():
-            trace.pop()
-        ends_sentence = self.tokenizer.decode(trace, skip_special_tokens=True).rstrip().endswith(".")
+        kept, cue_ids = self.cue_after(trace_ids, cue)
+        return [*context_ids, *trace_ids[:kept], *cue_ids]
+
+    def cue_after(self, trace_ids: Sequence[int], cue: str) -> tuple[int, list[int]]:
+        """How the cue follows a trace (:meth:`cue_prefix`): how many of its tokens are kept (trailing
+        whitespace tokens are not) and the ids of the separator and cue that come after them."""
+        kept = len(trace_ids)
+        while kept and not self.text(trace_ids[kept - 1]).strip():
+            kept -= 1
+        ends_sentence = self.tokenizer.decode(trace_ids[:kept], skip_special_tokens=True).rstrip().endswith(".")
         separator = " " if ends_sentence else ". "
-        cue_ids = self.tokenizer(separator + cue, add_special_tokens=False)["input_ids"]
-        return [*context_ids, *trace, *cue_ids]
+        return kept, list(self.tokenizer(separator + cue, add_special_tokens=False)["input_ids"])
 
 
 def longest_common_span(

@@ -153,6 +153,20 @@ def test_confidence_is_the_mean_of_the_trace_values_over_the_shared_span(tiny_lm
     assert not scored.no_answer
 
 
+def test_a_trace_with_its_cue_continuation_is_scored_from_it_without_asking_the_decoder(tiny_lm):
+    _, tokenizer = tiny_lm
+    trace = make_trace(tokenizer, "3 + 4 = 7 apples")
+    trace.answer_ids = trace.token_ids[-3:-1]
+    other = make_trace(tokenizer, "3 + 4 = 7 apples")
+    other.prompt_index = 1
+    decoder = ScriptedDecoder(tokenizer, trace.token_ids[-3:-1])
+    made, asked = score_traces(decoder, tokenizer, [trace, other])
+
+    assert len(decoder.prefixes) == 1  # only the trace without answer_ids was continued
+    assert made.span == asked.span and made.confidence == asked.confidence
+    assert made.answer_ids == asked.answer_ids == trace.token_ids[-3:-1]
+
+
 def test_full_stop_and_newline_tokens_are_left_out_of_the_span_mean(tiny_lm):
     # The authors remove the "." and newline tokens from the trace and the cue continuation
     # before matching, so they neither break a span nor enter its mean.

@@ -171,6 +171,43 @@ def test_progress_bar_leaves_the_traces_unchanged(tiny_lm, capsys):
     assert "CoT decoding" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("batch_size", [64, 2])
+def test_decoding_continues_the_answer_cue_as_reading_prompt_and_trace_again_would(float64_lm, batch_size):
+    # The cue pass on the decode's KV cache must give what continue_greedy gives for the cue prefix
+    # (prompt + trace without trailing whitespace + cue), the path that reads everything again.
+    model, tokenizer = float64_lm
+    config = quiet(batch_size=batch_size, max_new_tokens=12, answer_max_tokens=6)
+    plain = HFCoTDecoder(model, tokenizer, config).decode(PROMPTS)
+    ended = [t for t in plain if t.finished and len(t.token_ids) >= 2]
+    cut = [t for t in plain if not t.finished]
+    decoder = HFCoTDecoder(model, tokenizer, config)
+    # The span rule drops trailing whitespace tokens: call some trace ends whitespace (texts are
+    # memoised per id), two tokens already in the cache of an ended trace and the never-fed last token
+    # of a cut-off one, so that the cue pass must mask cached tokens out and skip an unfed one.
+    for token in (*ended[0].token_ids[-2:], cut[0].token_ids[-1]):
+        decoder._span_tokens._texts[token] = " "
+    traces = decoder.decode(PROMPTS)
+
+    assert [t.token_ids for t in traces] == [t.token_ids for t in plain]  # the cue never changes a trace
+    kept = [decoder._span_tokens.cue_after(t.token_ids, config.answer_cue)[0] for t in traces]
+    assert any(t.finished and k < len(t.token_ids) - 1 for t, k in zip(traces, kept, strict=True))
+    assert any(not t.finished and k < len(t.token_ids) for t, k in zip(traces, kept, strict=True))
+    assert any(not t.finished and k == len(t.token_ids) for t, k in zip(traces, kept, strict=True))
+    prefixes = [
+        decoder._span_tokens.cue_prefix(encode_text(tokenizer, t.prompt), t.token_ids, config.answer_cue)
+        for t in traces
+    ]
+    reread = decoder.continue_greedy(prefixes, config.answer_max_tokens)
+    assert [t.answer_ids for t in traces] == [ids for ids, _ in reread]
+    assert {len(t.answer_ids) for t in traces} != {0}
+
+
+def test_trace_rows_written_before_answer_ids_load_without_them():
+    row = Trace(0, 1, 42, "Q?", " 7", [42, 7], [0.5, 0.25], "answer_margin", True).to_dict()
+    del row["answer_ids"]
+    assert Trace.from_dict(row).answer_ids is None
+
+
 def test_trace_round_trips_through_json():
     trace = Trace(0, 1, 42, "Q?", " 7", [42, 7], [0.5, 0.25], "answer_margin", True)
     assert Trace.from_dict(json.loads(json.dumps(trace.to_dict()))) == trace
