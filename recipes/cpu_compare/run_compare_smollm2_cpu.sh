@@ -24,10 +24,10 @@ SEED=${SEED:-0}
 N_TRAIN=${N_TRAIN:-32}                                 # built-in arithmetic problems: training (and RM pairs)
 N_VAL=${N_VAL:-16}                                     # held-out validation (drawn with SEED + 1), every route
 ONE_STEP_FRACTION=${ONE_STEP_FRACTION:-0.5}            # share of one-step problems (the rest two-step), as rlsf-verl run
-STEPS=${STEPS:-4}
+STEPS=${STEPS:-2}                                      # ~60 min for all routes on 2 idle cores at 160 tokens (README.md)
 TRAIN_BATCH_SIZE=${TRAIN_BATCH_SIZE:-8}                # prompts per step
 ROLLOUT_N=${ROLLOUT_N:-4}                              # responses per prompt (GRPO group, TTRL vote)
-MAX_RESPONSE_LENGTH=${MAX_RESPONSE_LENGTH:-96}
+MAX_RESPONSE_LENGTH=${MAX_RESPONSE_LENGTH:-160}      # SmolLM2 finishes 47% of answers in 160 tokens, 25% in 96
 MICRO_BATCH=${MICRO_BATCH:-8}                          # rows per forward/backward
 LR=${LR:-5e-6}
 KL_COEF=${KL_COEF:-0}                                  # > 0: KL loss to the reference (adds a reference pass)
@@ -39,7 +39,6 @@ export VERL_PLATFORM=cpu PYTHONPATH=$ROOT${PYTHONPATH:+:$PYTHONPATH} VERL_USE_EX
 export OMP_NUM_THREADS=$THREADS
 DATA=$WORK_DIR/data
 RM_PATH=$RLSF_RUN_DIR/reward_model
-declare -A SECONDS_OF
 
 # ---- data: the built-in problems `rlsf-verl run` draws with the same settings (its run_problems) ----
 if [[ ! -e $DATA/val.parquet ]]; then
@@ -56,13 +55,12 @@ fi
 
 # ---- 1. the RLSF reward model ----
 if [[ " $ROUTES " == *" rlsf "* && ! -e $RM_PATH/config.json ]]; then
-    start=$SECONDS
     # shellcheck disable=SC2086  # RM_OVERRIDES is a list of key=value words
-    "$RLSF_VERL" run --no-progress --model "$MODEL_PATH" --run-dir "$RLSF_RUN_DIR" \
+    "$PYTHON" -m rlsf_verl.analysis.route_usage track --out "$RLSF_RUN_DIR/usage.json" -- \
+        "$RLSF_VERL" run --no-progress --model "$MODEL_PATH" --run-dir "$RLSF_RUN_DIR" \
         "stages=[problems,decode,confidence,pairs,reward_model]" \
         data.n_problems="$N_TRAIN" data.n_eval="$N_VAL" data.seed="$SEED" data.eval_seed=$((SEED + 1)) \
         data.choice_fraction=0.0 data.one_step_fraction="$ONE_STEP_FRACTION" $RM_OVERRIDES
-    SECONDS_OF[rlsf_reward_model]=$((SECONDS - start))
 fi
 
 # ---- 2. the routes through verl's trainer ----
@@ -96,7 +94,8 @@ for route in $ROUTES; do
     [[ $route == self_certainty || $route == neg_entropy ]] && entry=rlsf_verl.main_rlif
     start=$SECONDS
     # shellcheck disable=SC2086  # overrides is a list of key=value words
-    (cd "$out" && VERL_FILE_LOGGER_PATH=$out/metrics.jsonl "$PYTHON" -m "$entry" \
+    (cd "$out" && VERL_FILE_LOGGER_PATH=$out/metrics.jsonl "$PYTHON" -m rlsf_verl.analysis.route_usage track \
+        --out "$out/usage.json" -- "$PYTHON" -m "$entry" \
         $overrides \
         algorithm.adv_estimator=grpo \
         "${KL[@]}" \
@@ -153,10 +152,13 @@ for route in $ROUTES; do
         "$@")
     # ---- 3. the confidence column of each validation dump ----
     "$PYTHON" -m rlsf_verl.analysis.answer_confidence "$out" --base-model "$MODEL_PATH" --val-data "$DATA/val.parquet"
-    SECONDS_OF[$route]=$((SECONDS - start))
-    echo "${SECONDS_OF[$route]}" >"$out/DONE"
+    echo $((SECONDS - start)) >"$out/DONE"                # seconds: the trainer and the confidence column
 done
 
 # ---- 4. the comparison ----
 "$RLSF_VERL" compare "${RUN_DIRS[@]}" --out "$WORK_DIR/report"
-for name in "${!SECONDS_OF[@]}"; do echo "seconds $name: ${SECONDS_OF[$name]}"; done
+# ---- 5. what each route cost (wall, peak memory, CPU) and whether its reward moved: summary.md ----
+USAGE_DIRS=("${RUN_DIRS[@]}")
+[[ -e $RLSF_RUN_DIR/usage.json ]] && USAGE_DIRS=("$RLSF_RUN_DIR" "${RUN_DIRS[@]}")
+"$PYTHON" -m rlsf_verl.analysis.route_usage summary "$WORK_DIR" "${USAGE_DIRS[@]}"
+cat "$WORK_DIR/summary.md"

@@ -1,8 +1,9 @@
 """What each route of recipes/cpu_compare cost and whether its reward moved, for the comparison's note.
 
 ``track`` runs one command (a route's verl trainer) and samples its whole process tree every
-``--every`` seconds (the driver, Ray's raylet and GCS, and every Ray worker are its descendants), then
-writes ``<run>/usage.json``:
+``--every`` seconds (the driver, Ray's raylet and GCS, and every Ray worker are its descendants; 3 s by
+default: reading a verl run's ~15 PSS values every second took ~7% of a core), then writes
+``<run>/usage.json``:
 
 - ``wall_s``: the command's wall time;
 - ``peak_pss_mib``: the largest sum over the tree of each process's proportional set size (PSS: a page
@@ -75,7 +76,7 @@ def _tree_sample(root, seen_cpu: dict[int, float]) -> tuple[int, int]:
     return pss, rss
 
 
-def track(command: list[str], out: str | os.PathLike, every: float = 1.0) -> int:
+def track(command: list[str], out: str | os.PathLike, every: float = 3.0) -> int:
     """Run ``command``, sample its process tree until it ends, write the usage JSON; return its exit code."""
     import psutil
 
@@ -159,7 +160,7 @@ def main(argv: list[str] | None = None) -> None:
     sub = parser.add_subparsers(dest="action", required=True)
     run = sub.add_parser("track", help="run a command, write its usage JSON")
     run.add_argument("--out", required=True, help="the usage JSON to write (<run>/usage.json)")
-    run.add_argument("--every", type=float, default=1.0, help="seconds between samples of the process tree")
+    run.add_argument("--every", type=float, default=3.0, help="seconds between samples of the process tree")
     run.add_argument("command", nargs=argparse.REMAINDER, help="-- then the command")
     summ = sub.add_parser("summary", help="write <work>/summary.json and summary.md over route directories")
     summ.add_argument("work_dir")
