@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job: the RLSF pipeline on the embedded SmolLM2-135M-Instruct, 50 training problems and 200
-# held-out ones decoded before and after DPO, in the project's venv (created on first use): 12 min 57 s
+# held-out ones decoded before and after DPO, in the project's venv (created on first use): 11 min 33 s
 # from a fresh clone on the 2-core CPU machine, venv ready (report.md lists each run's stage seconds).
 # Arguments go to `rlsf-verl run`, e.g.
 #   bash dev/run_default.sh --model /path/to/hf-model decode.k=10
