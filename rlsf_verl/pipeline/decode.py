@@ -364,7 +364,7 @@ class HFCoTDecoder(CoTDecoder):
         alive = list(range(len(tokens)))
         first_column = mask.shape[1]  # the column of each row's first trace token
         while True:
-            keep, feed, hidden = [], [], []
+            keep, feed, hidden, appended = [], [], [], 0
             steps = zip(alive, tokens.tolist(), values.tolist(), strict=True)
             for r, (index, token, value) in enumerate(steps):
                 row = rows[index]
@@ -374,8 +374,7 @@ class HFCoTDecoder(CoTDecoder):
                     else:
                         row.ids.append(token)
                         row.values.append(value)
-                        if bar is not None:
-                            bar.update(1)
+                        appended += 1
                         if len(row.ids) < budget:
                             keep.append(r)
                             feed.append(token)
@@ -395,6 +394,8 @@ class HFCoTDecoder(CoTDecoder):
                     row.pending = [token]
                 keep.append(r)
                 feed.append(row.pending.pop(0))
+            if bar is not None:
+                bar.update(appended)
             if hidden:
                 mask[tuple(zip(*hidden, strict=True))] = 0
             if not keep:
