@@ -60,7 +60,8 @@ if [[ " $ROUTES " == *" rlsf "* && ! -e $RM_PATH/config.json ]]; then
         "$RLSF_VERL" run --no-progress --model "$MODEL_PATH" --run-dir "$RLSF_RUN_DIR" \
         "stages=[problems,decode,confidence,pairs,reward_model]" \
         data.n_problems="$N_TRAIN" data.n_eval="$N_VAL" data.seed="$SEED" data.eval_seed=$((SEED + 1)) \
-        data.choice_fraction=0.0 data.one_step_fraction="$ONE_STEP_FRACTION" $RM_OVERRIDES
+        data.choice_fraction=0.0 data.one_step_fraction="$ONE_STEP_FRACTION" \
+        decode.max_new_tokens="$MAX_RESPONSE_LENGTH" $RM_OVERRIDES
 fi
 
 # ---- 2. the routes through verl's trainer ----
