@@ -61,6 +61,14 @@ def atomic_write_jsonl(path: str | os.PathLike, rows: list[dict]) -> Path:
     return atomic_write_text(path, "".join(json.dumps(row, default=str) + "\n" for row in rows))
 
 
+def read_jsonl(path: str | os.PathLike) -> list[dict]:
+    """The rows of a JSONL file, ours or verl's dumps. Rows end at "\\n" only: verl writes with
+    ``ensure_ascii=False``, so a model's text can hold U+2028 or U+0085 raw, where ``str.splitlines`` would
+    cut a row in two."""
+    text = Path(path).read_text(encoding="utf-8")
+    return [json.loads(line) for line in text.split("\n") if line.strip()]
+
+
 def atomic_dir(target: str | os.PathLike, build: Callable[[Path], None]) -> Path:
     """Run ``build(tmp_dir)`` in a fresh sibling directory, then rename it to ``target``.
 

@@ -24,12 +24,11 @@ few re-tokenised tokens that are not are clipped at 0. Dumps that already have t
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from pathlib import Path
 
 from rlsf_verl.answers import char_span_to_token_span, extract_answer
-from rlsf_verl.io import atomic_write_jsonl
+from rlsf_verl.io import atomic_write_jsonl, read_jsonl
 from rlsf_verl.rewards.verifiable import math_reward
 
 
@@ -97,7 +96,7 @@ def add_confidence_columns(
         raise ValueError(f"{run_dir}/validation has no <step>.jsonl dumps; set trainer.validation_data_dir")
     written = []
     for dump in dumps:
-        rows = [json.loads(line) for line in dump.read_text(encoding="utf-8").splitlines() if line.strip()]
+        rows = read_jsonl(dump)
         if all("confidence" in row for row in rows):
             continue
         model_dir = step_model(run_dir, base_model, int(dump.stem))

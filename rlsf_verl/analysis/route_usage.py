@@ -34,7 +34,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from rlsf_verl.io import atomic_write_json, atomic_write_text
+from rlsf_verl.io import atomic_write_json, atomic_write_text, read_jsonl
 
 PHASES = ("step", "gen", "reward", "old_log_prob", "ref", "adv", "update_actor", "update_weights", "testing")
 MIB = 1024 * 1024
@@ -102,10 +102,6 @@ def track(command: list[str], out: str | os.PathLike, every: float = 3.0) -> int
     return child.returncode
 
 
-def _jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
 def route_summary(run_dir: str | os.PathLike) -> dict:
     """One route's usage, mean phase times, and per-step finished and non-zero-advantage shares."""
     run_dir = Path(run_dir)
@@ -113,11 +109,11 @@ def route_summary(run_dir: str | os.PathLike) -> dict:
     summary: dict = {"route": run_dir.name, **(json.loads(usage_path.read_text()) if usage_path.is_file() else {})}
     summary.pop("command", None)
     dumps = sorted((run_dir / "rollouts").glob("*.jsonl"), key=lambda p: int(p.stem))
-    summary["nonzero_advantage"] = {int(p.stem): round(nonzero_advantage_fraction(_jsonl(p)), 3) for p in dumps}
+    summary["nonzero_advantage"] = {int(p.stem): round(nonzero_advantage_fraction(read_jsonl(p)), 3) for p in dumps}
     timings = defaultdict(list)
     finished = {}
     metrics = run_dir / "metrics.jsonl"
-    for row in _jsonl(metrics) if metrics.is_file() else []:
+    for row in read_jsonl(metrics) if metrics.is_file() else []:
         data = row["data"]
         for phase in PHASES:
             if f"timing_s/{phase}" in data:

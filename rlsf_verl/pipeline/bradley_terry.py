@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import os
 import tempfile
 from collections.abc import Sequence
@@ -39,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rlsf_verl.io import atomic_dir, atomic_write_json, atomic_write_jsonl
+from rlsf_verl.io import atomic_dir, atomic_write_json, atomic_write_jsonl, read_jsonl
 from rlsf_verl.models import resolve_model_path
 from rlsf_verl.pipeline import processes
 from rlsf_verl.pipeline.preferences import PreferencePair, prompt_for_tokenizer, split_pairs
@@ -346,7 +345,7 @@ def read_heldout_scores(rm_dir: str | os.PathLike) -> list[dict[str, Any]] | Non
     path = Path(rm_dir) / SCORES_FILE
     if not path.is_file():
         return None
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return read_jsonl(path)
 
 
 def save_reward_model(

@@ -30,10 +30,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from rlsf_verl.analysis.reward_bench import PreferenceRow, RewardBenchReport, evaluate_reward_model, load_reward_scorer
-from rlsf_verl.io import atomic_write_json, atomic_write_jsonl
+from rlsf_verl.io import atomic_write_json, atomic_write_jsonl, read_jsonl
 from rlsf_verl.pipeline.bradley_terry import SCORES_FILE, read_heldout_scores
 from rlsf_verl.pipeline.preferences import PreferencePair, split_pairs
-from rlsf_verl.pipeline.run_dir import read_jsonl
 
 if TYPE_CHECKING:
     from pathlib import Path

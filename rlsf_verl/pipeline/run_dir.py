@@ -91,11 +91,6 @@ def _diff_keys(old: Any, new: Any, prefix: str = "") -> set[str]:
     return set() if old == new else {prefix.rstrip(".")}
 
 
-def read_jsonl(path: Path) -> list[dict]:
-    """The rows of a JSONL file the pipeline wrote itself."""
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
 def versions() -> dict[str, str]:
     """Versions of Python and of the libraries the outputs depend on."""
     from importlib import metadata

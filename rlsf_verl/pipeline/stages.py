@@ -27,10 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rlsf_verl.io import atomic_write_json, atomic_write_jsonl
+from rlsf_verl.io import atomic_write_json, atomic_write_jsonl, read_jsonl
 from rlsf_verl.pipeline import processes
 from rlsf_verl.pipeline.reward_eval import run_eval_rm
-from rlsf_verl.pipeline.run_dir import RunDir, read_jsonl
+from rlsf_verl.pipeline.run_dir import RunDir
 
 if TYPE_CHECKING:
     from rlsf_verl.pipeline.decode import CoTDecoder

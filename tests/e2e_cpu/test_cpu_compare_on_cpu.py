@@ -24,6 +24,8 @@ from pathlib import Path
 
 import pytest
 
+from rlsf_verl.io import read_jsonl
+
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = Path(os.environ.get("RLSF_CPU_E2E_PYTHON", ROOT / ".venv-cpu-e2e" / "bin" / "python"))
 PIPELINE_CLI = ROOT / ".venv" / "bin" / "rlsf-verl"
@@ -78,7 +80,7 @@ def work(tmp_path_factory) -> Path:
 
 
 def _lines(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return read_jsonl(path)
 
 
 @pytest.mark.parametrize("route", ROUTES)

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import pytest
 
+from rlsf_verl.io import read_jsonl
+
 pytestmark = pytest.mark.e2e
 
 
@@ -126,7 +128,7 @@ def metric_lines(path: Path) -> list[dict]:
 
 
 def validation_rows(run: Path, step: int) -> list[dict]:
-    return [json.loads(line) for line in (run / "validation" / f"{step}.jsonl").read_text().splitlines()]
+    return read_jsonl(run / "validation" / f"{step}.jsonl")
 
 
 def training_steps(path: Path) -> list[dict]:
