@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from rlsf_verl.io import read_jsonl
 from rlsf_verl.models import build_tiny_model, load_causal_lm
 from rlsf_verl.pipeline.decode import encode_text
 from rlsf_verl.pipeline.runner import STAGES, PipelineConfig, make_pipeline_config, run_pipeline
@@ -86,10 +87,6 @@ def finished_run(tiny_model, tmp_path_factory) -> tuple[Path, dict]:
     run_dir = tmp_path_factory.mktemp("run") / "uninterrupted"
     report = run_pipeline(make_config(tiny_model, run_dir), log=lambda message: None)
     return run_dir, report
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 def test_every_stage_finishes_and_records_its_config(finished_run):

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from rlsf_verl.io import read_jsonl
 from rlsf_verl.pipeline.runner import PipelineConfig, make_pipeline_config, run_pipeline
 from rlsf_verl.signals import TokenInputs, register_signal
 
@@ -35,10 +36,6 @@ def least_margin(inputs: TokenInputs) -> torch.Tensor:
 
 def make_config(model: Path, run_dir: Path, *extra: str) -> PipelineConfig:
     return make_pipeline_config({"model": str(model), "run_dir": str(run_dir)}, [*OVERRIDES, *extra])
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 def quiet(message: str) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from rlsf_verl.analysis.reward_bench import PreferenceRow
+from rlsf_verl.io import read_jsonl
 from rlsf_verl.pipeline import reward_eval
 from rlsf_verl.pipeline.preferences import PreferencePair, read_pairs_jsonl, split_pairs
 from rlsf_verl.pipeline.reward_eval import HELD_OUT, SUBSETS, TOKEN_VIEW_PAIRS, preference_rows, token_view_pairs
@@ -30,10 +31,6 @@ OVERRIDES = [
     "reward_model.heldout_fraction=0.34",
     "stages=[problems,decode,confidence,pairs,reward_model,eval_rm,evaluate]",
 ]
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 @pytest.fixture(scope="module")
