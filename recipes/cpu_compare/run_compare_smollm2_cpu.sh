@@ -16,7 +16,9 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 # ---- settings: each can be set from the environment ----
 PYTHON=${PYTHON:-$ROOT/.venv-cpu-e2e/bin/python}     # verl 0.9.1 WITHOUT trl >= 1.0 (recipes/README.md)
 RLSF_VERL=${RLSF_VERL:-$ROOT/.venv/bin/rlsf-verl}      # the pipeline venv's CLI (with TRL)
-MODEL_PATH=${MODEL_PATH:-$HOME/.cache/rlsf-verl/models/SmolLM2-135M-Instruct.r1}
+# the embedded SmolLM2-135M-Instruct, extracted into the cache on first use (by the pipeline venv, which has gguf)
+MODEL_PATH=${MODEL_PATH:-$("$(dirname "$RLSF_VERL")/python" -c \
+    "from rlsf_verl.models import resolve_model_path; print(resolve_model_path('smollm2'))")}
 WORK_DIR=${WORK_DIR:-$PWD/rlsf-cpu-compare}            # data/, rlsf_pipeline/, runs/<route>/, report/
 RLSF_RUN_DIR=${RLSF_RUN_DIR:-$WORK_DIR/rlsf_pipeline}  # reused when it holds reward_model/config.json
 ROUTES=${ROUTES:-"rlvr self_certainty neg_entropy ttrl rlsf"}
