@@ -15,7 +15,8 @@ RLVR's 0/1): none of them is a probability that the answer is right. This module
 The response is re-tokenised from its text (verl's dump keeps text only) and scored after the prompt
 as verl built it (the chat template of the matching row of the validation parquet). Validation
 decodes greedily, so the response's tokens are the model's top tokens and the margin is >= 0; the
-few re-tokenised tokens that are not are clipped at 0. Dumps that already have the column are kept.
+few re-tokenised tokens that are not are clipped at 0. Dumps that already have the column are kept; a
+dump that lacks a prompt of the validation parquet is refused (verl drops the prompts whose reward raised).
 
 >>> add_confidence_columns("runs/rlvr", "models/base", "data/val.parquet")   # doctest: +SKIP
 ['validation/0.jsonl', 'validation/2.jsonl']
@@ -106,6 +107,13 @@ def add_confidence_columns(
         for i, row in enumerate(rows, start=1):
             if row["input"] not in prompts:
                 raise ValueError(f"{dump} row {i}: its input is no prompt of {val_parquet}; give the run's val parquet")
+        missing = len(prompts.keys() - {row["input"] for row in rows})
+        if missing:  # an accuracy over the prompts that are left would be silently biased
+            raise ValueError(
+                f"{dump}: {missing} of the {len(prompts)} prompts of {val_parquet} have no row; verl drops a "
+                "prompt whose reward function raised (its log says 'Error in _run_prompt'): fix that error and rerun"
+            )
+        for row in rows:
             row["confidence"], no_answer = answer_margin(model, tokenizer, prompts[row["input"]], row["output"])
             row["no_answer"] = int(no_answer)
             row["acc"] = math_reward(row["output"], row["gts"])["acc"]

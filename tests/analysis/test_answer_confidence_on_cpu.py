@@ -93,3 +93,13 @@ def test_a_row_whose_prompt_is_not_in_the_val_data_is_refused(run, tiny_model_di
     dump.write_text("".join(json.dumps(row) + "\n" for row in rows))
     with pytest.raises(ValueError, match="row 2: its input is no prompt of"):
         add_confidence_columns(run_dir, tiny_model_dir, parquet)
+
+
+def test_a_dump_that_lost_a_prompt_is_refused_naming_verls_drop(run, tiny_model_dir):
+    # verl 0.9.1 drops a prompt's group when its reward function raises (agent_loop_tq: status "failure"),
+    # logging an error and going on: the dump then lacks that prompt, and its accuracy is over the rest.
+    run_dir, parquet, dump, problems = run
+    dump.write_text("".join(json.dumps(row) + "\n" for row in _rows(dump)[:1]))
+    with pytest.raises(ValueError, match=r"0.jsonl: 1 of the 2 prompts of .*val.parquet have no row.*Error in _run_prompt"):
+        add_confidence_columns(run_dir, tiny_model_dir, parquet)
+    assert "confidence" not in _rows(dump)[0]
