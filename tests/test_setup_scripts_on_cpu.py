@@ -36,3 +36,21 @@ def test_the_local_cpu_wheel_is_used_where_the_machine_has_it(tmp_path):
 def test_setup_script_installs_the_chosen_torch(script):
     text = (REPO / script).read_text()
     assert '"$TORCH_SPEC"' in text and "torch==2.13.0+cpu" not in text
+
+
+def test_the_trl_free_verl_venv_holds_every_dependency_rlsf_verl_declares():
+    # Its Ray workers import rlsf_verl from the checkout (PYTHONPATH): a dependency missing there fails only
+    # when a code path needs it (math-verify: an answer that is not a plain number), and verl then drops
+    # that prompt from the batch instead of stopping.
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    python = REPO / ".venv-cpu-e2e" / "bin" / "python"
+    if not python.exists():
+        pytest.skip("no .venv-cpu-e2e: recipes/cpu_smoke/setup_venv.sh makes it (dev/test.sh runs it)")
+    declared = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    names = [Requirement(line).name for line in declared]
+    code = "import importlib.metadata as m, sys\nfor n in sys.argv[1:]:\n    m.version(n)"
+    result = subprocess.run([str(python), "-c", code, *names], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-500:]
