@@ -16,4 +16,7 @@ fi
 # Subprocess tests re-import transformers/verl; let Python keep bytecode so only the first compiles.
 unset PYTHONDONTWRITEBYTECODE
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 WANDB_MODE=disabled
-exec .venv/bin/python -m pytest "$@"
+# Two pytest-xdist workers: much of the suite is single-threaded start-up (imports, Ray, vLLM servers, verl's
+# trainer), so two at once keep both cores busy. tests/conftest.py keeps each file's tests, and the tests of
+# each shared Ray cluster, vLLM server set or trainer-run pool, on one worker. `-n 0` runs in one process.
+exec .venv/bin/python -m pytest -n "${TEST_WORKERS:-2}" --dist loadgroup "$@"

@@ -1,4 +1,5 @@
-"""Shared fixtures: one tiny random model per session, one torch thread on request."""
+"""Shared fixtures: one tiny random model per session, one torch thread on request; which tests share a
+pytest-xdist worker."""
 
 import os
 from pathlib import Path
@@ -7,6 +8,26 @@ import pytest
 import torch
 
 from rlsf_verl.models import build_tiny_model, load_causal_lm
+
+
+# Session fixtures that start a service (a Ray cluster, vLLM servers, verl trainer runs): every test using
+# one goes to the same xdist worker, so the service starts once, not once per worker.
+SHARED_SERVICES = {
+    "recipes": "verl-trainer-runs",  # tests/e2e_cpu/conftest.py (recipe_runs: two trainers at once, ~4 GiB each)
+    "ray_cluster": "ray-and-vllm",
+    "vllm_server_factory": "ray-and-vllm",  # tests/reward_managers/conftest.py; some tests use both
+}
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the marks
+def pytest_collection_modifyitems(config, items):
+    """Under ``--dist loadgroup`` (dev/test.sh), one xdist group per test file, so a module's fixtures are
+    built once, except that the tests of a shared service (SHARED_SERVICES) form one group each."""
+    if config.getoption("dist", "no") != "loadgroup":
+        return
+    for item in items:
+        services = [group for fixture, group in SHARED_SERVICES.items() if fixture in item.fixturenames]
+        item.add_marker(pytest.mark.xdist_group(services[0] if services else item.nodeid.split("::")[0]))
 
 
 @pytest.fixture(scope="session")

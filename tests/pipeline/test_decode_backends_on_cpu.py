@@ -255,7 +255,9 @@ write_pairs_jsonl(make_pairs(scored, tau=settings["tau"])[0], run_dir / "pairs.j
 
 
 def run_in_process(run_dir: Path, hf_run: Path) -> None:
-    config = make_pipeline_config({}, [*RUN, "decode.backend=vllm", "decode.progress=false"])
+    # The server's engine settings: eager (no torch.compile of the model at start-up), a short context.
+    engine = "decode.vllm_args={enforce_eager: true, max_model_len: 1024, max_num_seqs: 16}"
+    config = make_pipeline_config({}, [*RUN, "decode.backend=vllm", engine, "decode.progress=false"])
     settings = {"decode": dataclasses.asdict(config.decode), "tau": config.tau, "template": config.data.template}
     # The model's directory: .venv-vllm lacks the wheel that "smollm2" is found through.
     args = [str(hf_run), str(run_dir), str(resolve_model_path("smollm2")), json.dumps(settings)]
