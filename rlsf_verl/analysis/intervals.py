@@ -116,6 +116,19 @@ class MetricChange:
         return asdict(self)
 
 
+def change_cells(change: dict | None) -> tuple[str, str, str]:
+    """(change, interval, verdict) table cells of one :class:`MetricChange` (its ``to_dict()``); "-" where missing.
+
+    >>> change_cells(paired_bootstrap([0.5] * 3, [0, 1, 1], [0.5] * 3, [1, 1, 1], n_resamples=10)["accuracy"].to_dict())
+    ('+0.333', '[+0.000, +1.000]', 'no measurable change')
+    """
+    if not change:
+        return "-", "-", "-"
+    if change["change"] is None:
+        return "-", "-", change["verdict"]
+    return f"{change['change']:+.3f}", f"[{change['lower']:+.3f}, {change['upper']:+.3f}]", change["verdict"]
+
+
 def _check_bootstrap_settings(n_resamples, level) -> None:
     if isinstance(n_resamples, bool) or not isinstance(n_resamples, int | np.integer) or n_resamples < 1:
         raise ValueError(f"n_resamples must be a positive int, got {n_resamples!r}; 2000 is usual for 95% intervals")

@@ -11,7 +11,15 @@ from pathlib import Path
 
 import jinja2
 
-from rlsf_verl.analysis.summary import COLUMNS, CURVE_TITLES, TABLE_NOTE, table_row
+from rlsf_verl.analysis.summary import (
+    CHANGE_COLUMNS,
+    CHANGE_NOTE,
+    COLUMNS,
+    CURVE_TITLES,
+    TABLE_NOTE,
+    change_row,
+    table_row,
+)
 from rlsf_verl.io import atomic_write_file
 
 
@@ -62,6 +70,18 @@ _COMPARE_MARKDOWN = markdown_template(
 {% endfor %}
 
 {{ table_note }}
+{% if change_rows %}
+
+## Change during training
+
+| {{ change_columns | map('md_cell') | join(' | ') }} |
+|{{ '---|' * (change_columns | length) }}
+{% for cells in change_rows %}
+| {{ cells | map('md_cell') | join(' | ') }} |
+{% endfor %}
+
+{{ change_note }}
+{% endif %}
 {% if notes %}
 
 ## Notes
@@ -98,6 +118,15 @@ td:first-child,td:nth-child(2),td:nth-child(3){text-align:left}.plots img{max-wi
 {% endfor %}
 </tbody></table>
 <p>{{ table_note }}</p>
+{% if change_rows %}
+<h2>Change during training</h2>
+<table><thead><tr>{% for column in change_columns %}<th>{{ column }}</th>{% endfor %}</tr></thead><tbody>
+{% for cells in change_rows %}
+<tr>{% for cell in cells %}<td>{{ cell }}</td>{% endfor %}</tr>
+{% endfor %}
+</tbody></table>
+<p>{{ change_note }}</p>
+{% endif %}
 {% if notes %}
 <h2>Notes</h2><ul>
 {% for note in notes %}
@@ -190,6 +219,9 @@ def _context(report: dict) -> dict:
         "columns": COLUMNS,
         "rows": [table_row(entry) for entry in report["runs"]],
         "table_note": TABLE_NOTE,
+        "change_columns": CHANGE_COLUMNS,
+        "change_rows": [row for entry in report["runs"] if (row := change_row(entry))],
+        "change_note": CHANGE_NOTE,
         "notes": [f"{entry['name']}: {note}" for entry in report["runs"] for note in entry["notes"]],
         "curves": curves,
         "reliability": report["plots"]["reliability"],

@@ -70,6 +70,8 @@ class EvalPoint:
     score_mean: float | None
     no_answer_rate: float | None
     calibration: CalibrationReport | None
+    # (prompt, confidence or None, correct) per answer of a validation dump, to pair two evaluations; not in to_dict
+    answers: tuple[tuple[str, Any, bool], ...] = field(default=(), repr=False)
 
     def to_dict(self) -> dict:
         names = ("label", "step", "n", "correctness", "accuracy", "score_mean", "no_answer_rate")
@@ -247,6 +249,7 @@ def validation_point(path: str | os.PathLike, settings: CompareSettings, notes: 
         score_mean=sum(scores) / len(rows),
         no_answer_rate=_no_answer_rate(rows),
         calibration=_calibration([row.get(key) for row in rows], correct, key, settings.n_bins, notes),
+        answers=tuple((row.get("input"), row.get(key), ok) for row, ok in zip(rows, correct, strict=True)),
     )
 
 

@@ -13,6 +13,7 @@ of the comparison table (:data:`COLUMNS`), "n/a" where the run lacks a piece.
 
 from __future__ import annotations
 
+from rlsf_verl.analysis.intervals import CHANGED, change_cells, paired_bootstrap
 from rlsf_verl.analysis.runs import LOG_SERIES, Run
 
 CURVE_TITLES = {
@@ -44,11 +45,56 @@ TABLE_NOTE = (
     "Evaluation at each run's last validation step (pipeline runs: before/after DPO); log metrics at the last "
     "step that logged them. n/a: not in the run's files."
 )
+CHANGE_COLUMNS = ("run", "steps", "n", "accuracy", "ECE", "Brier", "AUROC")
+CHANGE_METRICS = ("accuracy", "ece", "brier", "auroc")
+CHANGE_NOTE = (
+    "Each verl run's first and last validation on the same prompts: before -> after, the change and its 95% "
+    "paired bootstrap interval (2000 resamples of the prompts); 'changed' where the interval excludes 0, else "
+    "the change is within the noise of n prompts. ECE, Brier and AUROC need a confidence in [0, 1] on every answer."
+)
+
+
+def training_change(run: Run, notes: list[str]) -> dict | None:
+    """The change from a run's first to its last validation dump, paired by prompt (:func:`paired_bootstrap`):
+    ``{"from_step", "to_step", "n", "metrics": {name: MetricChange.to_dict()}}``. None when the run has fewer
+    than two dumps, or (with the reason in ``notes``) when the two do not hold one answer to each same prompt."""
+    dumps = [point for point in run.evals if point.answers]
+    if len(dumps) < 2:
+        return None
+    first, last = dumps[0], dumps[-1]
+    where = f"validation steps {first.step} and {last.step}"
+    sides = [{prompt: rest for prompt, *rest in point.answers} for point in (first, last)]
+    if any(None in side for side in sides):
+        notes.append(f"{where}: rows without 'input', so the change during training is not measured")
+        return None
+    if len(sides[0]) < len(first.answers) or len(sides[1]) < len(last.answers):
+        notes.append(f"{where}: several answers to a prompt (val_kwargs.n > 1); the change is not measured")
+        return None
+    if sides[0].keys() != sides[1].keys():
+        notes.append(f"{where} hold different prompts; the change during training is not measured")
+        return None
+    prompts = sorted(sides[0])
+    (conf0, correct0), (conf1, correct1) = (zip(*(side[p] for p in prompts), strict=True) for side in sides)
+    calibrated = all(
+        isinstance(c, int | float) and not isinstance(c, bool) and 0.0 <= c <= 1.0 for c in conf0 + conf1
+    )
+    metrics = CHANGE_METRICS if calibrated else CHANGE_METRICS[:1]
+    if not calibrated:  # accuracy reads no confidence
+        conf0 = conf1 = (0.0,) * len(prompts)
+    changes = paired_bootstrap(conf0, correct0, conf1, correct1, metrics=metrics)
+    return {
+        "from_step": first.step,
+        "to_step": last.step,
+        "n": len(prompts),
+        "metrics": {name: change.to_dict() for name, change in changes.items()},
+    }
 
 
 def summarise(run: Run) -> dict:
-    """The JSON entry of one run: its last evaluation, last log values, guard events, curves, notes, and
-    (pipeline runs with an eval_rm stage) the reward model's token rewards."""
+    """The JSON entry of one run: its last evaluation, last log values, guard events, curves, notes, the change
+    from its first to its last validation, and (pipeline runs with an eval_rm stage) the RM's token rewards."""
+    notes = list(run.notes)
+    change = training_change(run, notes)
     final = {}
     for name in LOG_SERIES:
         key, points = run.series(name)
@@ -67,7 +113,8 @@ def summarise(run: Run) -> dict:
         "final": final,
         "guard_steps": run.guard_steps(),
         "curves": {name: points for name, points in curves.items() if points},
-        "notes": list(run.notes),
+        "change": change,
+        "notes": notes,
         "token_rewards": run.token_rewards,
     }
 
@@ -106,3 +153,21 @@ def table_row(entry: dict) -> list[str]:
         _fmt(last["response_length"], 1),
         guard_cell,
     ]
+
+
+def change_row(entry: dict) -> list[str] | None:
+    """The cells of one run in the change table (:data:`CHANGE_COLUMNS`); None for a run without a change."""
+    change = entry.get("change")
+    if not change:
+        return None
+    cells = [entry["name"], f"{change['from_step']} -> {change['to_step']}", str(change["n"])]
+    for name in CHANGE_METRICS:
+        metric = change["metrics"].get(name)
+        if not metric or metric["change"] is None:  # no confidence column, or one correctness class on a side
+            cells.append(metric["verdict"] if metric else "n/a")
+            continue
+        delta, interval, verdict = change_cells(metric)
+        cells.append(
+            f"{metric['before']:.3f} -> {metric['after']:.3f}, {delta} {interval}" + (", changed" if verdict == CHANGED else "")
+        )
+    return cells

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rlsf_verl.analysis.intervals import wilson_interval
+from rlsf_verl.analysis.intervals import change_cells, wilson_interval
 from rlsf_verl.analysis.render import markdown_template
 from rlsf_verl.io import atomic_write_json, atomic_write_text
 from rlsf_verl.pipeline.run_dir import RunDir
@@ -70,15 +70,6 @@ class _Missing(dict):
         return "-"
 
 
-def _change_cells(change: dict) -> tuple[str, str, str]:
-    """(change, interval, verdict) cells of one metric's paired bootstrap (``MetricChange.to_dict()``)."""
-    if not change:
-        return "-", "-", "-"
-    if change["change"] is None:
-        return "-", "-", change["verdict"]
-    return f"{change['change']:+.3f}", f"[{change['lower']:+.3f}, {change['upper']:+.3f}]", change["verdict"]
-
-
 def reward_model_heldout(row: dict) -> str:
     """The RM's held-out pair accuracy with its 95% Wilson interval and number of pairs, as one phrase.
 
@@ -116,7 +107,7 @@ def format_report(row: dict) -> str:
         model=row["model"],
         signal=row.get("signal", "-"),
         n_problems=f" ({n} held-out problems)" if n else "",
-        table=[(m, *(side.get(m) for side in sides.values()), *_change_cells(changes.get(m, {}))) for m in _METRICS],
+        table=[(m, *(side.get(m) for side in sides.values()), *change_cells(changes.get(m, {}))) for m in _METRICS],
         tasks=[
             (task, counts["n"], counts["accuracy"], sides["after"].get("by_task", {}).get(task, {}).get("accuracy"))
             for task, counts in tasks.items()

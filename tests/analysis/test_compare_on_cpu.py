@@ -331,3 +331,65 @@ def test_a_run_name_with_a_pipe_stays_in_its_markdown_cell(verl_runs, tmp_path):
     table = [line for line in compare.format_markdown(report).splitlines() if line.startswith("| ")]
     assert table[1].startswith("| rlvr\\|v2 | verl |")
     assert {line.replace("\\|", "").count("|") for line in table} == {len(COLUMNS) + 1}
+
+
+def write_dump(run: Path, step: int, prompts: list[str], acc: list[float], confidence: list[float] | None = None):
+    """A validation dump of one answer per prompt, by verl's own writer."""
+    extra = {"acc": list(acc), "uid": [f"uid-{step}-{p}" for p in prompts]}
+    if confidence is not None:
+        extra["confidence"] = list(confidence)
+    PPOTrainer._write_generations(
+        prompts, [f"answer to {p}" for p in prompts], ["1"] * len(prompts), list(acc), extra, str(run / "validation"), step
+    )
+
+
+PROMPTS = [f"question {i}" for i in range(8)]
+ACC_0, CONF_0 = [1, 0, 0, 1, 0, 0, 1, 0], [0.9, 0.2, 0.6, 0.7, 0.4, 0.3, 0.8, 0.5]
+ACC_2, CONF_2 = [1, 1, 0, 1, 1, 0, 1, 1], [0.95, 0.6, 0.1, 0.9, 0.7, 0.2, 0.9, 0.8]
+
+
+def test_change_during_training_is_the_paired_bootstrap_of_the_first_and_last_dump_by_prompt(tmp_path):
+    run = tmp_path / "run"
+    write_dump(run, 0, PROMPTS, ACC_0, CONF_0)
+    order = [3, 7, 0, 5, 1, 6, 2, 4]  # verl writes a dump in its own order: pairing goes by prompt
+    write_dump(run, 2, [PROMPTS[i] for i in order], [ACC_2[i] for i in order], [CONF_2[i] for i in order])
+    from rlsf_verl.analysis.intervals import paired_bootstrap
+
+    change = compare_runs([run], tmp_path / "report")["runs"][0]["change"]
+    expected = paired_bootstrap(CONF_0, ACC_0, CONF_2, ACC_2)
+    assert (change["from_step"], change["to_step"], change["n"]) == (0, 2, 8)
+    for name in ("accuracy", "ece", "brier", "auroc"):
+        assert change["metrics"][name] == expected[name].to_dict()
+    assert change["metrics"]["accuracy"]["change"] == pytest.approx(0.375)
+    markdown = (tmp_path / "report" / "report.md").read_text()
+    assert "## Change during training" in markdown
+    assert "| run | 0 -> 2 | 8 | 0.375 -> 0.750, +0.375 [" in markdown
+    assert "Change during training" in (tmp_path / "report" / "report.html").read_text()
+
+
+def test_swapping_the_first_and_last_dump_flips_the_change(tmp_path):
+    forward, backward = tmp_path / "forward", tmp_path / "backward"
+    write_dump(forward, 0, PROMPTS, ACC_0, CONF_0)
+    write_dump(forward, 2, PROMPTS, ACC_2, CONF_2)
+    write_dump(backward, 0, PROMPTS, ACC_2, CONF_2)
+    write_dump(backward, 2, PROMPTS, ACC_0, CONF_0)
+    there, back = (compare_runs([run], tmp_path / run.name)["runs"][0]["change"]["metrics"] for run in (forward, backward))
+    for name in ("accuracy", "ece", "brier", "auroc"):
+        assert back[name]["change"] == pytest.approx(-there[name]["change"])
+
+
+def test_change_needs_the_same_prompts_and_a_confidence_for_calibration(tmp_path):
+    other, no_conf = tmp_path / "other", tmp_path / "no_conf"
+    write_dump(other, 0, PROMPTS, ACC_0, CONF_0)
+    write_dump(other, 2, PROMPTS[:-1] + ["another question"], ACC_2, CONF_2)
+    write_dump(no_conf, 0, PROMPTS, ACC_0)
+    write_dump(no_conf, 2, PROMPTS, ACC_2)
+    result = by_name(compare_runs([other, no_conf], tmp_path / "report"))
+    assert result["other"]["change"] is None
+    assert "validation steps 0 and 2 hold different prompts; the change during training is not measured" in (
+        result["other"]["notes"]
+    )
+    metrics = result["no_conf"]["change"]["metrics"]
+    assert list(metrics) == ["accuracy"] and metrics["accuracy"]["change"] == pytest.approx(0.375)
+    row = summary.change_row(result["no_conf"])
+    assert row[3].startswith("0.375 -> 0.750") and row[4:] == ["n/a", "n/a", "n/a"]
