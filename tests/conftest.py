@@ -19,6 +19,12 @@ SHARED_SERVICES = {
 }
 
 
+def pytest_configure(config):
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:  # an xdist worker: its share of the cores (torch's threads spin while they wait for a core)
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+
+
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the marks
 def pytest_collection_modifyitems(config, items):
     """Under ``--dist loadgroup`` (dev/test.sh), one xdist group per test file, so a module's fixtures are

@@ -30,6 +30,8 @@ CPU_RECIPES = (RECIPES / "cpu_smoke", RECIPES / "cpu_compare")
 NODE_SCRIPTS = sorted(RECIPES.glob("*/run_*_8gpu.sh"))
 SCRIPTS = sorted(p for p in RECIPES.glob("*/run_*.sh") if p.parent not in CPU_RECIPES and p not in NODE_SCRIPTS)
 READMES = sorted(RECIPES.glob("**/README.md"))
+# the venvs a recipe README may tell a user to make first (cpu_compare needs the pipeline's and verl's)
+SETUP_SCRIPTS = (REPO / "dev" / "setup_venv.sh", RECIPES / "cpu_smoke" / "setup_venv.sh")
 
 # route folder -> the reward function and manager its scripts select
 ROUTES = {
@@ -297,9 +299,12 @@ def test_readme_command_is_a_recipe_script_an_rlsf_verl_command_or_a_python_modu
     command = " ".join(words)
     if words[0] == "bash":
         script = (REPO / words[1]).resolve()
-        assert script in SCRIPTS or script in NODE_SCRIPTS or (script.parent in CPU_RECIPES and script.is_file()), (
-            f"{readme}: {words[1]} is not a recipe script"
-        )
+        assert (
+            script in SCRIPTS
+            or script in NODE_SCRIPTS
+            or (script.parent in CPU_RECIPES and script.is_file())
+            or script in SETUP_SCRIPTS
+        ), f"{readme}: {words[1]} is not a recipe script or a venv set-up script"
     elif words[0] == "rlsf-verl":
         try:
             args = build_parser().parse_args(words[1:])
