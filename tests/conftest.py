@@ -29,7 +29,7 @@ def pytest_configure(config):
 def pytest_collection_modifyitems(config, items):
     """Under ``--dist loadgroup`` (dev/test.sh), one xdist group per test file, so a module's fixtures are
     built once, except that the tests of a shared service (SHARED_SERVICES) form one group each."""
-    if config.getoption("dist", "no") != "loadgroup":
+    if not config.getoption("loadgroup", False):  # what an xdist worker is told (its own "dist" is "no")
         return
     for item in items:
         services = [group for fixture, group in SHARED_SERVICES.items() if fixture in item.fixturenames]
