@@ -9,7 +9,6 @@ import torch
 
 from rlsf_verl.models import build_tiny_model, load_causal_lm
 
-
 # Session fixtures that start a service (a Ray cluster, vLLM servers, verl trainer runs): every test using
 # one goes to the same xdist worker, so the service starts once, not once per worker.
 SHARED_SERVICES = {

@@ -75,9 +75,7 @@ def training_change(run: Run, notes: list[str]) -> dict | None:
         return None
     prompts = sorted(sides[0])
     (conf0, correct0), (conf1, correct1) = (zip(*(side[p] for p in prompts), strict=True) for side in sides)
-    calibrated = all(
-        isinstance(c, int | float) and not isinstance(c, bool) and 0.0 <= c <= 1.0 for c in conf0 + conf1
-    )
+    calibrated = all(isinstance(c, int | float) and not isinstance(c, bool) and 0.0 <= c <= 1.0 for c in conf0 + conf1)
     metrics = CHANGE_METRICS if calibrated else CHANGE_METRICS[:1]
     if not calibrated:  # accuracy reads no confidence
         conf0 = conf1 = (0.0,) * len(prompts)
@@ -168,6 +166,7 @@ def change_row(entry: dict) -> list[str] | None:
             continue
         delta, interval, verdict = change_cells(metric)
         cells.append(
-            f"{metric['before']:.3f} -> {metric['after']:.3f}, {delta} {interval}" + (", changed" if verdict == CHANGED else "")
+            f"{metric['before']:.3f} -> {metric['after']:.3f}, {delta} {interval}"
+            + (", changed" if verdict == CHANGED else "")
         )
     return cells

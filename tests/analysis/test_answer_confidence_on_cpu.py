@@ -100,6 +100,8 @@ def test_a_dump_that_lost_a_prompt_is_refused_naming_verls_drop(run, tiny_model_
     # logging an error and going on: the dump then lacks that prompt, and its accuracy is over the rest.
     run_dir, parquet, dump, problems = run
     dump.write_text("".join(json.dumps(row) + "\n" for row in _rows(dump)[:1]))
-    with pytest.raises(ValueError, match=r"0.jsonl: 1 of the 2 prompts of .*val.parquet have no row.*Error in _run_prompt"):
+    with pytest.raises(
+        ValueError, match=r"0.jsonl: 1 of the 2 prompts of .*val.parquet have no row.*Error in _run_prompt"
+    ):
         add_confidence_columns(run_dir, tiny_model_dir, parquet)
     assert "confidence" not in _rows(dump)[0]

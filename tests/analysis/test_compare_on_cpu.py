@@ -339,7 +339,13 @@ def write_dump(run: Path, step: int, prompts: list[str], acc: list[float], confi
     if confidence is not None:
         extra["confidence"] = list(confidence)
     PPOTrainer._write_generations(
-        prompts, [f"answer to {p}" for p in prompts], ["1"] * len(prompts), list(acc), extra, str(run / "validation"), step
+        prompts,
+        [f"answer to {p}" for p in prompts],
+        ["1"] * len(prompts),
+        list(acc),
+        extra,
+        str(run / "validation"),
+        step,
     )
 
 
@@ -373,7 +379,9 @@ def test_swapping_the_first_and_last_dump_flips_the_change(tmp_path):
     write_dump(forward, 2, PROMPTS, ACC_2, CONF_2)
     write_dump(backward, 0, PROMPTS, ACC_2, CONF_2)
     write_dump(backward, 2, PROMPTS, ACC_0, CONF_0)
-    there, back = (compare_runs([run], tmp_path / run.name)["runs"][0]["change"]["metrics"] for run in (forward, backward))
+    there, back = (
+        compare_runs([run], tmp_path / run.name)["runs"][0]["change"]["metrics"] for run in (forward, backward)
+    )
     for name in ("accuracy", "ece", "brier", "auroc"):
         assert back[name]["change"] == pytest.approx(-there[name]["change"])
 
@@ -386,8 +394,9 @@ def test_change_needs_the_same_prompts_and_a_confidence_for_calibration(tmp_path
     write_dump(no_conf, 2, PROMPTS, ACC_2)
     result = by_name(compare_runs([other, no_conf], tmp_path / "report"))
     assert result["other"]["change"] is None
-    assert "validation steps 0 and 2 hold different prompts; the change during training is not measured" in (
-        result["other"]["notes"]
+    assert (
+        "validation steps 0 and 2 hold different prompts; the change during training is not measured"
+        in (result["other"]["notes"])
     )
     metrics = result["no_conf"]["change"]["metrics"]
     assert list(metrics) == ["accuracy"] and metrics["accuracy"]["change"] == pytest.approx(0.375)
