@@ -61,25 +61,22 @@ def html_template(source: str) -> jinja2.Template:
 
 _COMPARE_MARKDOWN = markdown_template(
     """\
-# Run comparison
-
+{% macro table(columns, rows) %}
 | {{ columns | map('md_cell') | join(' | ') }} |
 |{{ '---|' * (columns | length) }}
 {% for cells in rows %}
 | {{ cells | map('md_cell') | join(' | ') }} |
 {% endfor %}
+{% endmacro %}
+# Run comparison
 
+{{ table(columns, rows) }}
 {{ table_note }}
 {% if change_rows %}
 
 ## Change during training
 
-| {{ change_columns | map('md_cell') | join(' | ') }} |
-|{{ '---|' * (change_columns | length) }}
-{% for cells in change_rows %}
-| {{ cells | map('md_cell') | join(' | ') }} |
-{% endfor %}
-
+{{ table(change_columns, change_rows) }}
 {{ change_note }}
 {% endif %}
 {% if notes %}
@@ -111,20 +108,19 @@ td:first-child,td:nth-child(2),td:nth-child(3){text-align:left}.plots img{max-wi
 .wide img{max-width:100%}.response{margin:8px 0 14px}.label{font-size:13px;color:#555;margin-bottom:2px}
 .tokens{white-space:pre-wrap;font-family:monospace;font-size:13px;line-height:1.7;margin:0;max-width:1100px}
 .tok{border-radius:2px}</style></head><body>
-<h1>Run comparison</h1>
+{% macro table(columns, rows) %}
 <table><thead><tr>{% for column in columns %}<th>{{ column }}</th>{% endfor %}</tr></thead><tbody>
 {% for cells in rows %}
 <tr>{% for cell in cells %}<td>{{ cell }}</td>{% endfor %}</tr>
 {% endfor %}
 </tbody></table>
+{% endmacro %}
+<h1>Run comparison</h1>
+{{ table(columns, rows) }}
 <p>{{ table_note }}</p>
 {% if change_rows %}
 <h2>Change during training</h2>
-<table><thead><tr>{% for column in change_columns %}<th>{{ column }}</th>{% endfor %}</tr></thead><tbody>
-{% for cells in change_rows %}
-<tr>{% for cell in cells %}<td>{{ cell }}</td>{% endfor %}</tr>
-{% endfor %}
-</tbody></table>
+{{ table(change_columns, change_rows) }}
 <p>{{ change_note }}</p>
 {% endif %}
 {% if notes %}
