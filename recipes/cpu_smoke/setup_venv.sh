@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A Python environment where verl 0.9.1's trainer runs on CPU: torch 2.13 CPU, verl[verl-core] 0.9.1,
-# rlsf-verl's other dependencies (pyproject.toml), and NO trl (verl's FSDP engine cannot build a model beside trl >= 1.0; README.md). About 1 minute
-# with a warm uv cache. rlsf-verl itself is used from this checkout (PYTHONPATH) or installed with -e.
+# rlsf-verl's other dependencies (pyproject.toml), and NO trl (verl's FSDP engine cannot build a model
+# beside trl >= 1.0; README.md). About 1 minute with a warm uv cache. rlsf-verl itself is used from this
+# checkout (PYTHONPATH) or installed with -e.
 set -xeuo pipefail
 cd "$(dirname "$0")/../.."
 
